@@ -1,0 +1,51 @@
+# Service Runtime Lab. Two commands matter: `make lab` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := proto/node_modules/.bin/buf
+LAB_PORT ?= 8888
+
+.PHONY: lab test install gen check-gen lint proto-lint polyglot bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[notebook,dev]'
+	touch $@
+
+install: $(STAMP)
+
+$(BUF): proto/package.json
+	cd proto && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Regenerate runtime/v1 and calculator/v1 from proto/ (committed; DO NOT EDIT the output).
+gen: $(STAMP)
+	$(PY) proto/generate.py
+
+proto-lint: $(BUF)
+	cd proto && ./node_modules/.bin/buf lint
+
+lint: $(STAMP) proto-lint
+	$(VENV)/bin/ruff check runtime calculator widgets tests benchmarks proto
+	$(VENV)/bin/mypy
+
+## Build every calculator client/server whose toolchain is here (says what to install otherwise).
+polyglot: $(STAMP)
+	$(PY) -m calculator.toolchains build
+
+## Everything CI checks.
+test: install lint polyglot
+	$(PY) -m pytest
+
+## Start JupyterLab on notebooks/ (prints the URL to open).
+lab: install polyglot
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT)
+
+bench: install polyglot
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache calculator/node/dist calculator/cpp/build
