@@ -245,6 +245,22 @@ class WatchProcessEventsRequest(_message.Message):
     service: str
     def __init__(self, replay: _Optional[int] = ..., service: _Optional[str] = ...) -> None: ...
 
+class ListProcessEventsRequest(_message.Message):
+    __slots__ = ("after_seq", "limit", "service")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    limit: int
+    service: str
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., service: _Optional[str] = ...) -> None: ...
+
+class ListProcessEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ProcessEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[ProcessEvent, _Mapping]]] = ...) -> None: ...
+
 class GetProcessOutputRequest(_message.Message):
     __slots__ = ("instance_id", "lines")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -75,6 +75,11 @@ class SupervisorServiceStub:
                 request_serializer=runtime_dot_v1_dot_supervisor__pb2.WatchProcessEventsRequest.SerializeToString,
                 response_deserializer=runtime_dot_v1_dot_supervisor__pb2.ProcessEvent.FromString,
                 _registered_method=True)
+        self.ListProcessEvents = channel.unary_unary(
+                '/runtime.v1.SupervisorService/ListProcessEvents',
+                request_serializer=runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsRequest.SerializeToString,
+                response_deserializer=runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsResponse.FromString,
+                _registered_method=True)
         self.GetProcessOutput = channel.unary_unary(
                 '/runtime.v1.SupervisorService/GetProcessOutput',
                 request_serializer=runtime_dot_v1_dot_supervisor__pb2.GetProcessOutputRequest.SerializeToString,
@@ -163,6 +168,13 @@ class SupervisorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProcessEvents(self, request, context):
+        """The kept events (oldest first) with seq > after_seq: a one-shot read for tables.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProcessOutput(self, request, context):
         """Last captured stdout/stderr lines of an instance.
         """
@@ -245,6 +257,11 @@ def add_SupervisorServiceServicer_to_server(servicer, server):
                     servicer.WatchProcessEvents,
                     request_deserializer=runtime_dot_v1_dot_supervisor__pb2.WatchProcessEventsRequest.FromString,
                     response_serializer=runtime_dot_v1_dot_supervisor__pb2.ProcessEvent.SerializeToString,
+            ),
+            'ListProcessEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProcessEvents,
+                    request_deserializer=runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsRequest.FromString,
+                    response_serializer=runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsResponse.SerializeToString,
             ),
             'GetProcessOutput': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProcessOutput,
@@ -494,6 +511,33 @@ class SupervisorService:
             '/runtime.v1.SupervisorService/WatchProcessEvents',
             runtime_dot_v1_dot_supervisor__pb2.WatchProcessEventsRequest.SerializeToString,
             runtime_dot_v1_dot_supervisor__pb2.ProcessEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProcessEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.SupervisorService/ListProcessEvents',
+            runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsRequest.SerializeToString,
+            runtime_dot_v1_dot_supervisor__pb2.ListProcessEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
