@@ -1,0 +1,109 @@
+"""`runtime-lab`: the lab from a terminal.
+
+    runtime-lab up [--lab-dir D] [--config F] [--foreground]   start (or attach) and hold the lab
+    runtime-lab status [--json]                                  the process table
+    runtime-lab events                                           lifecycle decisions with reasons
+    runtime-lab top                                              live table (Ctrl-C to leave)
+    runtime-lab down                                             stop everything
+
+`up` holds a persistent lease, so the lab stays after the command returns, until `down`.
+With --foreground it stays attached, prints events as they come, and Ctrl-C stops the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from runtime import top
+from runtime.errors import LabError
+from runtime.lab import Lab
+
+FOREGROUND_POLL_S = 0.5
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runtime-lab", description="Run and watch the service runtime lab.")
+    parser.add_argument("--lab-dir", default=None, help="lab directory (default: .lab in the project root)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the lab (or attach) and keep it running until `down`")
+    up.add_argument("--config", default=None, help="lab file (default: lab.yaml in the project root)")
+    up.add_argument(
+        "--foreground", action="store_true", help="stay attached; print events; Ctrl-C stops the lab"
+    )
+    up.add_argument("--timeout-s", type=float, default=60.0)
+    st = sub.add_parser("status", help="the process table")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    ev = sub.add_parser("events", help="lifecycle events with reasons")
+    ev.add_argument("--limit", type=int, default=50)
+    tp = sub.add_parser("top", help="live process table")
+    tp.add_argument("--iterations", type=int, default=0, help=argparse.SUPPRESS)
+    sub.add_parser("down", help="stop every process and the supervisor")
+    return parser
+
+
+def _print_table(df: object) -> None:
+    print(df.to_string(index=False) if len(df) else "(nothing)")  # type: ignore[arg-type]
+
+
+def _up(args: argparse.Namespace) -> int:
+    if not args.foreground:
+        lab = Lab.up(args.lab_dir, args.config, timeout_s=args.timeout_s, persistent=True)
+        _print_table(lab.status())
+        print(f"\nlab running in {lab.lab_dir} (supervisor pid {lab.pid}); stop it with: runtime-lab down")
+        return 0
+    lab = Lab.up(args.lab_dir, args.config, timeout_s=args.timeout_s)
+    _print_table(lab.status())
+    print("\nwatching events; Ctrl-C stops the lab")
+    seen = int(lab.events(limit=1).seq.max() or 0) if len(lab.events(limit=1)) else 0
+    try:
+        while True:
+            evs = lab.events(limit=0)
+            for _, ev in evs[evs.seq > seen].iterrows():
+                print(f"{ev.time:%H:%M:%S} {ev.instance:<16} {ev.event:<18} {ev.reason}", flush=True)
+                seen = ev.seq
+            time.sleep(FOREGROUND_POLL_S)
+    except KeyboardInterrupt:
+        print("\nstopping the lab ...", flush=True)
+        lab.down()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `runtime-lab`."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        lab = Lab.attach(args.lab_dir)
+        try:
+            if args.command == "status":
+                df = lab.status()
+                if args.json:
+                    print(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
+                else:
+                    _print_table(df)
+            elif args.command == "events":
+                _print_table(lab.events(limit=args.limit)[["time", "instance", "pid", "event", "reason"]])
+            elif args.command == "top":
+                try:
+                    top.run(lab, iterations=args.iterations)
+                except KeyboardInterrupt:
+                    pass
+            elif args.command == "down":
+                lab.down()
+                print(f"lab in {lab.lab_dir} stopped")
+                return 0
+        finally:
+            lab.close()
+    except LabError as err:
+        print(f"runtime-lab: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
