@@ -36,9 +36,9 @@ lint: $(STAMP) proto-lint
 polyglot: $(STAMP)
 	$(PY) -m calculator.toolchains build
 
-## Everything CI checks.
+## Everything CI checks: lint, generated-code staleness, unit/service/integration tests, notebooks.
 test: install lint polyglot
-	$(PY) -m pytest
+	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --sanitize-with notebooks/sanitize.cfg
 
 ## Start JupyterLab on notebooks/ (prints the URL to open).
 lab: install polyglot

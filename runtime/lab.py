@@ -18,6 +18,7 @@ import os
 import signal as signal_module
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,18 @@ class Lab(HealthViews, LogViews, PolyglotViews):
         raise StartupError(
             instance, f"was not running again within {timeout_s:.0f} s", self._last_lines(instance)
         )
+
+    def wait_for(self, condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> None:
+        """Poll ``condition`` until it is true (a cell-friendly wait with a timeout).
+
+        Raises:
+            TimeoutError: names ``what`` was awaited.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
+            time.sleep(READY_POLL_S)
 
     def calculator(self, timeout_s: float = 5.0) -> Any:
         """A calculator client that finds servers through the broker.
