@@ -38,6 +38,7 @@ RPC_TIMEOUT_S = 5.0
 READY_POLL_S = 0.05
 DEFAULT_LINGER_S = 30.0
 RUNNING = "RUNNING"
+ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"  # instructors and tests: how fast a dead kernel's lease lapses
 SKIPPED_PREFIX = "skipped"
 
 # One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same
@@ -58,7 +59,7 @@ class Lab(HealthViews, LogViews, PolyglotViews):
         self.pid = info.pid
         self.address = info.address
         self._sup_channel, self._supervisor = launcher.supervisor_stub(info.address)
-        ttl_ms = PERSISTENT_TTL_MS if persistent else LEASE_TTL_MS
+        ttl_ms = PERSISTENT_TTL_MS if persistent else int(os.environ.get(ENV_LEASE_TTL_MS, LEASE_TTL_MS))
         self._lease = LeaseKeeper(self._supervisor, holder=f"python pid {os.getpid()}", ttl_ms=ttl_ms)
         self._channels: dict[str, Any] = {}
         self._broker_address = ""
