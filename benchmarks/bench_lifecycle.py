@@ -1,0 +1,165 @@
+"""Lifecycle figures of the core runtime, measured side by side in one run.
+
+    .venv/bin/python benchmarks/bench_lifecycle.py [--crashes 10] [--cold-starts 3]
+
+Prints, next to DESIGN.md's targets:
+- Lab.up() cold -> every service ready (default lab.yaml, fresh lab dir)
+- idle lab RSS (daemon + every child)
+- SIGKILL of a calculator -> EXITED event at the supervisor (exit seen)
+- SIGKILL -> REMOVED at a broker watcher (out of lookups)
+- SIGKILL -> READY again, against restart delay + 1 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runtime.lab import Lab  # noqa: E402
+from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc  # noqa: E402
+
+CONFIG = ROOT / "lab.yaml"
+VICTIM = "calculator-1"
+RESTART_DELAY_S = 0.5  # lab.yaml: calculator restart_delay_s
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of values, nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def cold_starts(n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.monotonic()
+            lab = Lab.up(lab_dir=d, config=CONFIG, linger_s=5)
+            times.append(time.monotonic() - t0)
+            lab.down()
+    return times
+
+
+def lab_rss_mb(lab: Lab) -> float:
+    root = psutil.Process(lab.pid)
+    procs = [root, *root.children(recursive=True)]
+    return sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
+
+
+class Recorder:
+    """Follows supervisor events and broker events in two threads, stamping arrival times."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.sup_events: list[tuple[float, supervisor_pb2.ProcessEvent]] = []
+        self.removed: list[tuple[float, str]] = []
+        self._sup = grpc.insecure_channel(lab.address)
+        self._brk = grpc.insecure_channel(lab.broker_address)
+        s = supervisor_pb2_grpc.SupervisorServiceStub(self._sup).WatchProcessEvents(supervisor_pb2.WatchProcessEventsRequest())
+        b = broker_pb2_grpc.BrokerServiceStub(self._brk).WatchServices(broker_pb2.WatchServicesRequest(service_name="calculator"))
+        self._streams = [s, b]
+        threading.Thread(target=self._follow_sup, args=(s,), daemon=True).start()
+        threading.Thread(target=self._follow_brk, args=(b,), daemon=True).start()
+
+    def _follow_sup(self, stream) -> None:  # noqa: ANN001
+        try:
+            for ev in stream:
+                self.sup_events.append((time.time(), ev))
+        except grpc.RpcError:
+            pass
+
+    def _follow_brk(self, stream) -> None:  # noqa: ANN001
+        try:
+            for ev in stream:
+                if ev.type == broker_pb2.SERVICE_EVENT_TYPE_REMOVED or (
+                    ev.type == broker_pb2.SERVICE_EVENT_TYPE_UPDATED and "unhealthy" in ev.reason.lower()
+                ):
+                    self.removed.append((time.time(), ev.instance.instance_id))
+        except grpc.RpcError:
+            pass
+
+    def close(self) -> None:
+        for s in self._streams:
+            s.cancel()
+        self._sup.close()
+        self._brk.close()
+
+
+def crashes(lab: Lab, n: int) -> dict[str, list[float]]:
+    rec = Recorder(lab)
+    time.sleep(0.5)
+    out: dict[str, list[float]] = {"exit": [], "removed": [], "ready": []}
+    for _ in range(n):
+        lab.wait_ready()
+        time.sleep(0.3)  # let registration settle
+        pid = int(lab.status().set_index("instance").loc[VICTIM, "pid"])
+        t0 = time.time()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        exit_t = ready_t = removed_t = None
+        while time.monotonic() < deadline and None in (exit_t, ready_t, removed_t):
+            for _arrived, ev in list(rec.sup_events):
+                if ev.instance_id != VICTIM or ev.timestamp_us / 1e6 < t0:
+                    continue
+                if ev.kind == supervisor_pb2.PROCESS_EVENT_KIND_EXITED and ev.pid == pid and exit_t is None:
+                    exit_t = ev.timestamp_us / 1e6 - t0
+                if ev.kind == supervisor_pb2.PROCESS_EVENT_KIND_READY and ev.pid != pid and ready_t is None:
+                    ready_t = ev.timestamp_us / 1e6 - t0
+            for arrived, inst in list(rec.removed):
+                if inst == VICTIM and arrived >= t0 and removed_t is None:
+                    removed_t = arrived - t0
+            time.sleep(0.005)
+        for key, val in (("exit", exit_t), ("removed", removed_t), ("ready", ready_t)):
+            if val is not None:
+                out[key].append(val * 1000)
+    rec.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crashes", type=int, default=10)
+    parser.add_argument("--cold-starts", type=int, default=3)
+    args = parser.parse_args()
+
+    starts = cold_starts(args.cold_starts)
+    with tempfile.TemporaryDirectory() as d:
+        lab = Lab.up(lab_dir=d, config=CONFIG, linger_s=5)
+        try:
+            time.sleep(3)
+            rss = lab_rss_mb(lab)
+            procs = len(lab.status())
+            crash = crashes(lab, args.crashes)
+        finally:
+            lab.down()
+
+    print(f"{'figure':<44} {'measured':>14} {'target':>14}")
+    cold_label = f"Lab.up() cold -> all ready (median of {len(starts)})"
+    rss_label = f"idle lab RSS ({procs} processes + daemon)"
+    print(f"{cold_label:<44} {statistics.median(starts):>12.2f} s {'<= 3.00 s':>14}")
+    print(f"{rss_label:<44} {rss:>11.0f} MB {'<= 600 MB':>14}")
+    for key, label, target in (
+        ("exit", "SIGKILL -> EXITED at supervisor, p95", "<= 20 ms"),
+        ("removed", "SIGKILL -> out of broker (watch), p95", "<= 100 ms"),
+        ("ready", "SIGKILL -> READY again, p95", f"<= {RESTART_DELAY_S * 1000 + 1000:.0f} ms"),
+    ):
+        vals = crash[key]
+        got = f"{pct(vals, 0.95):.1f} ms" if vals else "not seen"
+        print(f"{label + f' ({len(vals)}/{args.crashes})':<44} {got:>14} {target:>14}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
