@@ -23,7 +23,7 @@ ERROR: LogLevel
 FATAL: LogLevel
 
 class LogEntry(_message.Message):
-    __slots__ = ("service_name", "level", "message", "timestamp", "correlation_id", "metadata", "instance_id", "sequence", "source", "dropped", "timestamp_us")
+    __slots__ = ("service_name", "level", "message", "timestamp", "correlation_id", "metadata", "instance_id", "sequence", "source", "dropped", "timestamp_us", "batch")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class LogEntry(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     service_name: str
     level: LogLevel
     message: str
@@ -53,7 +54,8 @@ class LogEntry(_message.Message):
     source: str
     dropped: int
     timestamp_us: int
-    def __init__(self, service_name: _Optional[str] = ..., level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., timestamp: _Optional[int] = ..., correlation_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ..., sequence: _Optional[int] = ..., source: _Optional[str] = ..., dropped: _Optional[int] = ..., timestamp_us: _Optional[int] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[LogEntry]
+    def __init__(self, service_name: _Optional[str] = ..., level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., timestamp: _Optional[int] = ..., correlation_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ..., sequence: _Optional[int] = ..., source: _Optional[str] = ..., dropped: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class LogQuery(_message.Message):
     __slots__ = ("service_names", "min_level", "start_time", "end_time", "search_text", "correlation_id", "instance_ids", "limit", "newest_first")
