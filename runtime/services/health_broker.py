@@ -1,0 +1,186 @@
+"""The health service's two links to the broker.
+
+* ``BrokerFollower`` follows WatchServices: every registered instance is tracked (probed when it
+  does not push); an instance that leaves the registry is no longer probed. Reconnects with
+  backoff, resuming from the last revision (or from a fresh snapshot when that is gone).
+* ``BrokerHealthPusher`` tells the broker every state change with SetInstanceHealth, so UNHEALTHY
+  instances leave LookupService and come back when HEALTHY. Pending changes are coalesced per
+  instance (bounded by the number of instances; the latest state always wins), and re-sent
+  when the broker's view differs from ours (e.g. after an instance re-registers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+
+from runtime.services.health_probe import Prober
+from runtime.services.health_settings import HealthSettings
+from runtime.services.health_store import UNHEALTHY, UNKNOWN, HealthStore
+from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
+
+log = logging.getLogger("runtime.services.health")
+
+SOURCE = "broker"
+ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED
+UPDATED = broker_pb2.SERVICE_EVENT_TYPE_UPDATED
+REMOVED = broker_pb2.SERVICE_EVENT_TYPE_REMOVED
+SNAPSHOT_END = broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END
+
+
+class BrokerHealthPusher:
+    """Sends the latest state of each changed instance to the broker (SetInstanceHealth)."""
+
+    def __init__(self, broker_address: str, settings: HealthSettings) -> None:
+        self.settings = settings
+        self._channel = grpc.aio.insecure_channel(broker_address)
+        self._stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
+        self._pending: dict[str, tuple[int, str]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def on_event(self, event: health_pb2.HealthEvent) -> None:
+        """Store listener: queue a state change for the broker (never blocks)."""
+        if event.old_state != event.new_state:
+            self.push(event.instance_id, event.new_state, event.reason)
+
+    def push(self, instance_id: str, state: int, reason: str) -> None:
+        """Queue ``state`` for ``instance_id``, replacing any older pending state."""
+        self._pending[instance_id] = (state, reason)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the sending task."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="broker health pusher")
+
+    async def close(self) -> None:
+        """Stop sending and close the channel."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._channel.close()
+
+    async def _run(self) -> None:
+        backoff = self.settings.reconnect_initial_s
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                instance_id, (state, reason) = next(iter(self._pending.items()))
+                del self._pending[instance_id]
+                req = broker_pb2.SetInstanceHealthRequest(instance_id=instance_id, state=state, reason=reason)
+                try:
+                    await self._stub.SetInstanceHealth(req, timeout=self.settings.call_timeout_s)
+                    self.sent += 1
+                    backoff = self.settings.reconnect_initial_s
+                except grpc.aio.AioRpcError as err:
+                    log.debug("SetInstanceHealth(%s) failed: %s", instance_id, err.code().name)
+                    # Keep it unless a newer state arrived meanwhile, then retry after a pause.
+                    self._pending.setdefault(instance_id, (state, reason))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.settings.reconnect_max_s)
+
+
+class BrokerFollower:
+    """Follows the broker's registry: tracks instances for probing and keeps the broker in sync."""
+
+    def __init__(
+        self,
+        broker_address: str,
+        store: HealthStore,
+        prober: Prober,
+        pusher: BrokerHealthPusher,
+        settings: HealthSettings,
+    ) -> None:
+        self.store = store
+        self.prober = prober
+        self.pusher = pusher
+        self.settings = settings
+        self._channel = grpc.aio.insecure_channel(broker_address)
+        self._stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
+        self._task: asyncio.Task[None] | None = None
+        self.revision = 0
+        self.connected = asyncio.Event()
+        self._snapshot_ids: set[str] | None = None
+
+    def start(self) -> None:
+        """Start following (in the background)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="broker follower")
+
+    async def close(self) -> None:
+        """Stop following and close the channel."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._channel.close()
+
+    async def _run(self) -> None:
+        backoff = self.settings.reconnect_initial_s
+        while True:
+            req = broker_pb2.WatchServicesRequest(from_revision=self.revision)
+            self._snapshot_ids = set() if self.revision == 0 else None
+            try:
+                async for event in self._stub.WatchServices(req):
+                    self.connected.set()
+                    backoff = self.settings.reconnect_initial_s
+                    self.handle(event)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    log.info("broker no longer keeps revision %d; starting from a snapshot", self.revision)
+                    self.revision = 0
+                    continue
+                log.debug("broker watch broke: %s", err.code().name)
+            self.connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.reconnect_max_s)
+
+    def handle(self, event: broker_pb2.ServiceEvent) -> None:
+        """Apply one ServiceEvent (public so tests can feed scripted events)."""
+        if event.revision:
+            self.revision = max(self.revision, event.revision)
+        if event.type == SNAPSHOT_END:
+            self._end_snapshot()
+            return
+        inst = event.instance
+        if not inst.instance_id:
+            return
+        if event.type in (ADDED, UPDATED):
+            if self._snapshot_ids is not None:
+                self._snapshot_ids.add(inst.instance_id)
+            record = self.store.ensure(inst.service_name, inst.instance_id, inst.address)
+            if inst.address:
+                self.prober.track(inst.service_name, inst.instance_id, inst.address)
+            # The broker's view differs from ours (a re-registration, a broker restart): resend.
+            if record.state != UNKNOWN and inst.health != record.state:
+                self.pusher.push(inst.instance_id, record.state, record.message)
+        elif event.type == REMOVED:
+            self._removed(inst.instance_id, inst.service_name, event.reason)
+
+    def _removed(self, instance_id: str, service_name: str, reason: str) -> None:
+        self.prober.untrack(instance_id)
+        record = self.store.get(instance_id)
+        # Pushing instances are judged by their stream, the supervisor by the exit; an instance we
+        # only probed has no other voice, so leaving the registry makes it UNHEALTHY.
+        if record is not None and not record.pushing and record.state not in (UNHEALTHY, UNKNOWN):
+            self.store.apply(
+                service_name,
+                instance_id,
+                UNHEALTHY,
+                f"left the broker's registry: {reason or 'deregistered'}",
+                source=SOURCE,
+            )
+
+    def _end_snapshot(self) -> None:
+        # After a fresh snapshot, instances the broker no longer has are not probed any more.
+        seen = self._snapshot_ids or set()
+        self._snapshot_ids = None
+        for instance_id in self.prober.tracked():
+            if instance_id not in seen:
+                record = self.store.get(instance_id)
+                self._removed(instance_id, record.service_name if record else "", "gone after broker restart")
