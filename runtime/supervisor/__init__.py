@@ -1,0 +1,37 @@
+"""The supervisor daemon: launches and supervises the lab's service processes.
+
+Run it with ``python -m runtime.supervisor --lab-dir D --config lab.yaml``; talk to it with
+SupervisorService (proto/runtime/v1/supervisor.proto) at the address in ``D/supervisor.json``.
+
+Modules, one noun each:
+    config    lab.yaml -> dataclasses (ConfigError on any problem)
+    policy    restart decisions (pure)
+    process   one child: spawn, watch output/READY/exit; the Instance record
+    manager   all instances, depends_on, one event queue
+    events    the event log with replay and subscribers
+    output    captured output lines
+    jobs      one-shot jobs (RunJob)
+    leases    leases and the linger rule (pure)
+    metrics   CPU/RSS per process tree
+    service   the gRPC servicer
+    daemon    lock, supervisor.json, signals, lifetime
+"""
+
+from __future__ import annotations
+
+from runtime.supervisor.config import JobSpec, LabConfig, ServiceSpec, StartLimit, load_config, parse_config
+from runtime.supervisor.daemon import INFO_FILE, LOCK_FILE, Daemon
+from runtime.supervisor.manager import Manager
+
+__all__ = [
+    "INFO_FILE",
+    "LOCK_FILE",
+    "Daemon",
+    "JobSpec",
+    "LabConfig",
+    "Manager",
+    "ServiceSpec",
+    "StartLimit",
+    "load_config",
+    "parse_config",
+]

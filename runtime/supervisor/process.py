@@ -1,0 +1,241 @@
+"""One lab process: spawning it, watching it until exit, and the record the manager keeps.
+
+A child runs in its own session (own process group, so a notebook's Ctrl-C never reaches it and
+the group can be signalled as a whole) under ``setpriv --pdeathsig KILL``: the kernel SIGKILLs it
+when the thread that forked it dies. PR_SET_PDEATHSIG is per *thread*, so ``spawn`` must be
+called from the daemon's main (event-loop) thread, which lives as long as the daemon. setpriv
+also keeps Python code out of the forked child (gRPC + fork is fragile).
+
+Exit is detected by waiting on the child (asyncio's child watcher), never by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from runtime.identity import LOOPBACK, parse_ready_line
+from runtime.supervisor.config import ServiceSpec
+from runtime.supervisor.output import LINE_LIMIT, OutputCallback, OutputRing, read_lines
+from runtime.supervisor.policy import RestartTracker
+from runtime.v1 import supervisor_pb2 as pb
+
+SETPRIV = shutil.which("setpriv")
+HEALTH_RPC_TIMEOUT_S = 0.5
+HEALTH_RETRY_S = 0.05
+# After the child exits, how long to wait for its pipes to drain (a grandchild may hold them).
+DRAIN_S = 0.5
+
+Post = Callable[..., None]  # manager.post(handler, *args)
+
+
+def describe_exit(returncode: int) -> str:
+    """'exited with code 1' or 'killed by SIGKILL' for an asyncio/subprocess return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False if it is already gone."""
+    if pgid <= 0:
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def spawn(argv: list[str], *, env: dict[str, str], cwd: str) -> asyncio.subprocess.Process:
+    """Start ``argv`` in its own session with the parent-death signal armed (main thread only)."""
+    full = [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+    return await asyncio.create_subprocess_exec(
+        *full,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        limit=LINE_LIMIT,
+    )
+
+
+async def check_serving(port: int, timeout_s: float = HEALTH_RPC_TIMEOUT_S) -> bool:
+    """One grpc.health.v1 Check(service="") against 127.0.0.1:port; True if SERVING."""
+    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.aio.AioRpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@dataclass
+class Instance:
+    """What the manager knows about one instance (``<service>-<n>``), across its restarts."""
+
+    spec: ServiceSpec
+    index: int
+    tracker: RestartTracker
+    state: int = pb.PROCESS_STATE_STOPPED
+    pid: int = 0
+    port: int = 0
+    restarts: int = 0
+    started_at_ms: int = 0
+    started_mono: float = 0.0
+    exit_code: int = 0
+    last_exit_reason: str = ""
+    next_start_at_ms: int = 0
+    healthy: bool = False
+    start_failed: bool = False  # START_FAILED already reported for the current run
+    desired: str = "run"  # run | stop | restart | remove
+    generation: int = 0
+    waiting_for: str = ""
+    cpu_percent: float = 0.0
+    rss_mb: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    output: OutputRing = field(default_factory=OutputRing)
+    settled: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def service(self) -> str:
+        """The service name."""
+        return self.spec.name
+
+    @property
+    def instance_id(self) -> str:
+        """Stable id, e.g. ``calculator-2``."""
+        return f"{self.spec.name}-{self.index}"
+
+    @property
+    def alive(self) -> bool:
+        """A process exists for this instance."""
+        return self.state in (pb.PROCESS_STATE_STARTING, pb.PROCESS_STATE_RUNNING, pb.PROCESS_STATE_STOPPING)
+
+    def cancel_timer(self) -> None:
+        """Drop a pending restart or kill timer."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def settle(self) -> None:
+        """Wake everyone waiting for this instance to stop changing."""
+        for fut in self.settled:
+            if not fut.done():
+                fut.set_result(None)
+        self.settled.clear()
+
+    def to_info(self, command: list[str]) -> pb.ProcessInfo:
+        """The ProcessInfo message for ListProcesses and friends."""
+        up = time.monotonic() - self.started_mono if self.state == pb.PROCESS_STATE_RUNNING else 0.0
+        return pb.ProcessInfo(
+            service=self.service,
+            instance_id=self.instance_id,
+            pid=self.pid if self.alive else 0,
+            state=self.state,  # type: ignore[arg-type]
+            restarts=self.restarts,
+            port=self.port,
+            uptime_s=round(up, 3),
+            cpu_percent=self.cpu_percent if self.alive else 0.0,
+            rss_mb=self.rss_mb if self.alive else 0.0,
+            exit_code=self.exit_code,
+            last_exit_reason=self.last_exit_reason,
+            next_start_at=self.next_start_at_ms if self.state == pb.PROCESS_STATE_BACKOFF else 0,
+            language=self.spec.language,
+            command=command,
+            started_at=self.started_at_ms,
+        )
+
+
+class ChildWatch:
+    """Watches one spawned child: its output, its READY line and health, and its exit.
+
+    Results go to the manager only through ``post(handler, ...)``; the manager ignores posts
+    whose generation is no longer current.
+    """
+
+    def __init__(
+        self,
+        inst: Instance,
+        proc: asyncio.subprocess.Process,
+        *,
+        post: Post,
+        on_ready: Callable[..., None],
+        on_ready_timeout: Callable[..., None],
+        on_exit: Callable[..., None],
+        on_output: OutputCallback | None,
+    ) -> None:
+        self.inst = inst
+        self.proc = proc
+        self.pid = proc.pid
+        self.generation = inst.generation
+        self._post = post
+        self._on_ready = on_ready
+        self._on_ready_timeout = on_ready_timeout
+        self._on_exit = on_exit
+        self._on_output = on_output
+        self._ready_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def run(self) -> None:
+        """Watch until the child exits and its output is drained, then post the exit."""
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        readers = [
+            asyncio.create_task(read_lines(self.proc.stdout, "stdout", self._line)),
+            asyncio.create_task(read_lines(self.proc.stderr, "stderr", self._line)),
+        ]
+        ready = asyncio.create_task(self._become_ready())
+        try:
+            returncode = await self.proc.wait()
+        finally:
+            ready.cancel()
+        _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
+        for task in pending:
+            task.cancel()
+        self._post(self._on_exit, self.inst, self.generation, returncode)
+
+    def _line(self, stream: str, ts_ms: int, text: str) -> None:
+        self.inst.output.add(ts_ms, stream, text, self.pid)
+        if stream == "stdout" and not self._ready_port.done():
+            port = parse_ready_line(text)
+            if port is not None:
+                self._ready_port.set_result(port)
+        if self._on_output is not None:
+            with contextlib.suppress(Exception):  # the log shipper must never stop the watcher
+                self._on_output(self.inst.service, self.inst.instance_id, self.pid, stream, ts_ms, text)
+
+    async def _become_ready(self) -> None:
+        spec = self.inst.spec
+        deadline = time.monotonic() + spec.ready_timeout_s
+        try:
+            async with asyncio.timeout(spec.ready_timeout_s):
+                port = await self._ready_port
+                if spec.health_check:
+                    while not await check_serving(port):
+                        await asyncio.sleep(HEALTH_RETRY_S)
+        except TimeoutError:
+            what = "no READY line" if not self._ready_port.done() else "READY but grpc.health.v1 not SERVING"
+            self._post(
+                self._on_ready_timeout, self.inst, self.generation, f"{what} within {spec.ready_timeout_s:g}s"
+            )
+            return
+        healthy = spec.health_check
+        self._post(self._on_ready, self.inst, self.generation, port, healthy)
+        if not healthy and time.monotonic() < deadline:
+            # Not confirmed by policy, but `depends_on: healthy` may want to know.
+            if await check_serving(port):
+                self._post(self._on_ready, self.inst, self.generation, port, True)
