@@ -166,6 +166,7 @@ class Daemon:
                 reason=f"lab shutting down: {self._stop_reason}",
             )
             await self.manager.shutdown()
+            self.manager.events.close()
         finally:
             for task in helpers:
                 task.cancel()

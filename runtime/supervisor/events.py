@@ -37,7 +37,8 @@ class Subscription:
         self._log = log
         self.service = service
         self.dropped = 0
-        self._queue: asyncio.Queue[pb.ProcessEvent] = asyncio.Queue(maxsize)
+        self._closed = False
+        self._queue: asyncio.Queue[pb.ProcessEvent | None] = asyncio.Queue(maxsize)
 
     def offer(self, event: pb.ProcessEvent) -> None:
         """Queue ``event`` (if it matches the filter), dropping the oldest when full."""
@@ -48,9 +49,18 @@ class Subscription:
             self.dropped += 1
         self._queue.put_nowait(event)
 
-    async def get(self) -> pb.ProcessEvent:
-        """The next event (waits)."""
+    async def get(self) -> pb.ProcessEvent | None:
+        """The next event (waits); None once the log is closed."""
+        if self._closed and self._queue.empty():
+            return None
         return await self._queue.get()
+
+    def end(self) -> None:
+        """Wake the reader with the end of the stream (the lab is shutting down)."""
+        self._closed = True
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop receiving events."""
@@ -106,6 +116,11 @@ class EventLog:
         """Remove a subscription (idempotent)."""
         if sub in self._subs:
             self._subs.remove(sub)
+
+    def close(self) -> None:
+        """End every live subscription (their streams finish after the queued events)."""
+        for sub in list(self._subs):
+            sub.end()
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` inline for every future event (keep it fast)."""

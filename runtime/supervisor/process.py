@@ -228,7 +228,9 @@ class ChildWatch:
                     while not await check_serving(port):
                         await asyncio.sleep(HEALTH_RETRY_S)
         except TimeoutError:
-            what = "no READY line" if not self._ready_port.done() else "READY but grpc.health.v1 not SERVING"
+            # The timeout cancels the future when no READY line came.
+            got_ready = self._ready_port.done() and not self._ready_port.cancelled()
+            what = "READY but grpc.health.v1 not SERVING" if got_ready else "no READY line"
             self._post(
                 self._on_ready_timeout, self.inst, self.generation, f"{what} within {spec.ready_timeout_s:g}s"
             )

@@ -158,8 +158,7 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
             for event in events.recent(request.replay, request.service):
                 last = event.seq
                 yield event
-            while True:
-                event = await sub.get()
+            while (event := await sub.get()) is not None:
                 if event.seq > last:
                     yield event
         finally:
