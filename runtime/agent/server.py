@@ -37,7 +37,8 @@ from runtime.v1 import broker_pb2, health_pb2
 log = logging.getLogger("runtime.agent")
 
 STOP_GRACE_S = 1.0
-CLOSE_STEP_TIMEOUT_S = 2.0
+CLOSE_STEP_TIMEOUT_S = 1.0
+LOG_FLUSH_TIMEOUT_S = 0.5
 BROKER_GRPC_SERVICE = "runtime.v1.BrokerService"
 # Never share a port with another process: a second server on the same port would steal calls.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
@@ -175,13 +176,16 @@ class Agent:
         self._stopped = True
         log.info("%s stopping: %s", self.identity.instance_id, reason)
         self._state = health_pb2.UNHEALTHY
+        steps = []
         if self._started:
             await self._grpc_health.enter_graceful_shutdown()
-            await self._bounded(self.health.close(reason), "final health report")
+            steps.append(self._bounded(self.health.close(reason), "final health report"))
         if self._registration is not None:
-            await self._bounded(self._registration.close(reason), "deregistration")
+            steps.append(self._bounded(self._registration.close(reason), "deregistration"))
+        # Side by side: the whole stop must fit in the supervisor's stop grace (lab.yaml stop_grace_s).
+        await asyncio.gather(*steps)
         await self.server.stop(grace=STOP_GRACE_S)
-        log_handler.uninstall(self._log_handler)
+        log_handler.uninstall(self._log_handler, timeout_s=LOG_FLUSH_TIMEOUT_S)
 
     async def _bounded(self, step: object, what: str) -> None:
         # A stuck peer must not keep the process from exiting within its stop grace.
