@@ -239,3 +239,46 @@ def test_missing_requirement_skips_service(lab, tmp_path: Path) -> None:
     ts = d.processes()["ts-1"]
     assert ts.state == pb.PROCESS_STATE_STOPPED
     assert ts.last_exit_reason == "skipped: no-such-node-xyz not found"
+
+
+def test_child_env_contract_and_report_exit_to_broker(lab, lab_dir: Path) -> None:
+    d = lab(
+        {
+            "broker": {"command": child("--broker", "--print-env"), "sticky_port": True, **FAST},
+            "app": {
+                "command": child("--print-env", "--crash-after", "0.3"),
+                "depends_on": {"broker": "ready"},
+                "language": "rust",
+                "env": {"LAB_EXTRA": "x"},
+                **FAST,
+            },
+        }
+    )
+    broker = d.wait_state("broker-1", pb.PROCESS_STATE_RUNNING)
+    crashed = d.wait_event("app-1", pb.PROCESS_EVENT_KIND_EXITED)[0]
+
+    def output(iid: str) -> list[str]:
+        lines = d.stub.GetProcessOutput(
+            pb.GetProcessOutputRequest(instance_id=iid, lines=500), timeout=5
+        ).lines
+        return [ln.text for ln in lines]
+
+    env = dict(t[4:].split("=", 1) for t in output("app-1") if t.startswith("ENV "))
+    expected = {
+        "LAB_BROKER_ADDR": f"127.0.0.1:{broker.port}",
+        "LAB_DIR": str(lab_dir),
+        "LAB_EXTRA": "x",
+        "LAB_INSTANCE": "app-1",
+        "LAB_LANGUAGE": "rust",
+        "LAB_PORT": "0",
+        "LAB_PORT_STRICT": "0",
+        "LAB_SERVICE": "app",
+        "LAB_SUPERVISOR_ADDR": d.info["address"],
+        "LAB_SUPERVISOR_PID": str(d.proc.pid),
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert {key: env.get(key) for key in expected} == expected  # plus what the daemon inherited
+    broker_env = dict(t[4:].split("=", 1) for t in output("broker-1") if t.startswith("ENV "))
+    assert broker_env["LAB_BROKER_ADDR"] == "" and broker_env["LAB_INSTANCE"] == "broker-1"
+    report = f"REPORT_EXIT app-1 {crashed.pid} exited with code 1"
+    wait_until(lambda: report in output("broker-1"), 5, "ReportExit at the broker")

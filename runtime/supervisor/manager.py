@@ -1,102 +1,35 @@
-"""All instances of the lab, their dependencies and restarts, coordinated by one event queue.
+"""All instances of the lab: lookups and the lab-wide commands (start, stop, scale, shutdown).
 
-Everything that changes an instance (a child became ready or exited, a restart timer fired, an
-RPC asked to stop something) is a handler posted to ``self._queue``; ``run()`` executes them one
-at a time. Handlers never wait for another handler, so the queue cannot deadlock: long waits
-(a stop's grace period, a health check) happen in tasks that post their result back.
+Commands run on the manager's event queue (``await manager.call(manager.stop, insts)``); those
+that wait for processes return futures that resolve once each instance has settled.
 
 Example (inside the daemon's event loop, on the main thread):
     manager = Manager(load_config("lab.yaml"), lab_dir="/tmp/lab")
     loop_task = asyncio.create_task(manager.run())
-    await manager.start_all()
+    await manager.call(manager.start_all)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import shutil
 import signal
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import grpc
-
-from runtime import identity as ident
 from runtime.errors import ServiceNotFound
-from runtime.supervisor.config import LabConfig, ServiceSpec, missing_requirement, resolve_command
-from runtime.supervisor.events import EventLog
-from runtime.supervisor.output import OutputCallback
-from runtime.supervisor.policy import Action, RestartTracker
-from runtime.supervisor.process import ChildWatch, Instance, describe_exit, signal_group, spawn
-from runtime.v1 import broker_pb2, broker_pb2_grpc
+from runtime.supervisor.config import ServiceSpec, resolve_command
+from runtime.supervisor.lifecycle import BROKER_SERVICE, Lifecycle
+from runtime.supervisor.process import Instance
 from runtime.v1 import supervisor_pb2 as pb
 
-BROKER_SERVICE = "broker"
-REPORT_EXIT_TIMEOUT_S = 0.5
-FAILURE_TAIL_LINES = 8
+SETTLE_TASKS_S = 1.0
+_K = pb
 
-_log = logging.getLogger(__name__)
-_K = pb  # event kinds and states live in the generated module
+__all__ = ["BROKER_SERVICE", "Manager"]
 
 
-class Manager:
-    """Runs every instance of every service in ``config``; the single owner of their state."""
-
-    def __init__(self, config: LabConfig, *, lab_dir: str, on_output: OutputCallback | None = None) -> None:
-        self.config = config
-        self.lab_dir = os.path.abspath(lab_dir)
-        self.events = EventLog()
-        self.on_output = on_output
-        self.supervisor_address = ""
-        self.broker_address = ""
-        self.shutting_down = False
-        self.instances: dict[str, dict[str, Instance]] = {name: {} for name in config.services}
-        self._queue: asyncio.Queue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any] | None]]
-        self._queue = asyncio.Queue()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._broker_channel: grpc.aio.Channel | None = None
-        self._broker_channel_addr = ""
-        for spec in config.services.values():
-            for index in range(1, spec.instances + 1):
-                self._add_instance(spec, index)
-
-    # -- the queue ---------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Execute posted handlers one at a time, forever (cancel to stop)."""
-        while True:
-            handler, args, fut = await self._queue.get()
-            try:
-                result = handler(*args)
-                if asyncio.iscoroutine(result):
-                    result = await result
-            except Exception as exc:
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
-                else:
-                    _log.exception("supervisor handler %s failed", getattr(handler, "__name__", handler))
-                continue
-            if fut is not None and not fut.done():
-                fut.set_result(result)
-
-    def post(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Queue ``handler(*args)`` for the manager loop (fire and forget)."""
-        self._queue.put_nowait((handler, args, None))
-
-    async def call(self, handler: Callable[..., Any], *args: Any) -> Any:
-        """Queue ``handler(*args)`` and wait for its result (exceptions propagate)."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((handler, args, fut))
-        return await fut
-
-    def _background(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+class Manager(Lifecycle):
+    """Runs every instance of every service in the config; the single owner of their state."""
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -134,28 +67,6 @@ class Manager:
             if inst.alive and inst.pid == pid:
                 return inst
         return None
-
-    def child_env(
-        self, service: str, instance_id: str, language: str, extra: dict[str, str]
-    ) -> dict[str, str]:
-        """The environment contract of runtime.identity, plus the service's own env."""
-        env = dict(os.environ)
-        env.update(
-            {
-                ident.ENV_LAB_DIR: self.lab_dir,
-                ident.ENV_SERVICE: service,
-                ident.ENV_INSTANCE: instance_id,
-                ident.ENV_BROKER_ADDR: "" if service == BROKER_SERVICE else self.broker_address,
-                ident.ENV_SUPERVISOR_ADDR: self.supervisor_address,
-                ident.ENV_SUPERVISOR_PID: str(os.getpid()),
-                ident.ENV_PORT: "0",
-                ident.ENV_PORT_STRICT: "0",
-                ident.ENV_LANGUAGE: language,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(extra)
-        return env
 
     # -- commands (run them through call()) --------------------------------------------------
 
@@ -248,281 +159,8 @@ class Manager:
             waits = await self.call(self.stop, self.select(name))
             if waits:
                 await asyncio.gather(*waits)
-        for task in list(self._tasks):
-            if not task.done():
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(task), REPORT_EXIT_TIMEOUT_S)
-        if self._broker_channel is not None:
-            await self._broker_channel.close()
-
-    # -- transitions -------------------------------------------------------------------------
-
-    def _add_instance(self, spec: ServiceSpec, index: int) -> Instance:
-        inst = Instance(spec=spec, index=index, tracker=RestartTracker(spec))
-        self.instances[spec.name][inst.instance_id] = inst
-        return inst
-
-    def _emit(self, inst: Instance, kind: int, reason: str, **fields: Any) -> None:
-        self.events.emit(
-            service=inst.service, instance_id=inst.instance_id, kind=kind, reason=reason, **fields
-        )
-
-    def _request_start(self, inst: Instance, *, manual: bool) -> None:
-        if self.shutting_down:
-            return
-        inst.cancel_timer()
-        inst.desired = "run"
-        if manual:
-            inst.tracker.reset()
-        missing = missing_requirement(inst.spec.requires, self.config.project_root)
-        if missing:
-            inst.state = _K.PROCESS_STATE_STOPPED
-            inst.last_exit_reason = f"skipped: {missing} not found"
-            self._emit(
-                inst,
-                _K.PROCESS_EVENT_KIND_STOPPED,
-                f"{inst.instance_id} {inst.last_exit_reason}; install it to run this service",
-            )
-            inst.settle()
-            return
-        unmet = self._unmet_dependencies(inst.spec)
-        if unmet:
-            if inst.state != _K.PROCESS_STATE_WAITING or inst.waiting_for != unmet:
-                inst.state = _K.PROCESS_STATE_WAITING
-                inst.waiting_for = unmet
-                self._emit(inst, _K.PROCESS_EVENT_KIND_WAITING, f"waiting for {unmet}")
-            return
-        self.post(self._spawn, inst)
-        inst.state = _K.PROCESS_STATE_STARTING  # reserved; _spawn fills in the pid
-
-    def _unmet_dependencies(self, spec: ServiceSpec) -> str:
-        unmet = []
-        for dep, cond in spec.depends_on.items():
-            insts = self.instances.get(dep, {}).values()
-            if cond == "started":
-                ok = any(
-                    i.state in (_K.PROCESS_STATE_STARTING, _K.PROCESS_STATE_RUNNING) and i.pid for i in insts
-                )
-            elif cond == "ready":
-                ok = any(i.state == _K.PROCESS_STATE_RUNNING for i in insts)
-            else:
-                ok = any(i.state == _K.PROCESS_STATE_RUNNING and i.healthy for i in insts)
-            if not ok:
-                unmet.append(f"{dep} to be {cond}")
-        return ", ".join(unmet)
-
-    def _wake_waiting(self) -> None:
-        for inst in self.select():
-            if inst.state == _K.PROCESS_STATE_WAITING and inst.desired == "run":
-                self._request_start(inst, manual=False)
-
-    async def _spawn(self, inst: Instance) -> None:
-        if inst.desired != "run" or self.shutting_down:
-            self._stopped(inst, "stopped before it ran")
-            return
-        spec = inst.spec
-        argv = resolve_command(spec.command, self.config.project_root)
-        if not os.path.exists(argv[0]) and not shutil.which(argv[0]):
-            reason = f"{inst.instance_id} could not start: command {spec.command[0]!r} not found (not on PATH, not under {self.config.project_root}); install it or fix services.{spec.name}.command"
-            self._fatal(inst, reason, _K.PROCESS_EVENT_KIND_START_FAILED)
-            return
-        extra = dict(spec.env)
-        if spec.sticky_port and inst.port:
-            extra = {ident.ENV_PORT: str(inst.port), ident.ENV_PORT_STRICT: "1", **extra}
-        env = self.child_env(spec.name, inst.instance_id, spec.language, extra)
-        try:
-            proc = await spawn(argv, env=env, cwd=self.config.project_root)
-        except OSError as exc:
-            self._fatal(
-                inst,
-                f"{inst.instance_id} could not start {argv[0]}: {exc}",
-                _K.PROCESS_EVENT_KIND_START_FAILED,
-            )
-            return
-        inst.generation += 1
-        inst.pid = proc.pid
-        inst.state = _K.PROCESS_STATE_STARTING
-        inst.healthy = False
-        inst.start_failed = False
-        inst.waiting_for = ""
-        inst.started_at_ms = time.time_ns() // 1_000_000
-        inst.started_mono = time.monotonic()
-        inst.tracker.record_start(inst.started_mono)
-        watch = ChildWatch(
-            inst,
-            proc,
-            post=self.post,
-            on_ready=self._on_ready,
-            on_ready_timeout=self._on_ready_timeout,
-            on_exit=self._on_exit,
-            on_output=self.on_output,
-        )
-        self._background(watch.run())
-        self._emit(
-            inst,
-            _K.PROCESS_EVENT_KIND_SPAWNED,
-            f"spawned pid {proc.pid}: {' '.join(spec.command)}",
-            pid=proc.pid,
-        )
-        self._wake_waiting()
-
-    def _on_ready(self, inst: Instance, generation: int, port: int, healthy: bool) -> None:
-        if generation != inst.generation or inst.state not in (
-            _K.PROCESS_STATE_STARTING,
-            _K.PROCESS_STATE_RUNNING,
-        ):
-            return
-        inst.healthy = inst.healthy or healthy
-        if inst.state == _K.PROCESS_STATE_RUNNING:
-            self._wake_waiting()  # a late health confirmation
-            return
-        inst.state = _K.PROCESS_STATE_RUNNING
-        inst.port = port
-        if inst.service == BROKER_SERVICE:
-            self.broker_address = f"{ident.LOOPBACK}:{port}"
-        how = " (grpc.health.v1 SERVING)" if healthy else ""
-        self._emit(inst, _K.PROCESS_EVENT_KIND_READY, f"ready on port {port}{how}", pid=inst.pid)
-        self._wake_waiting()
-
-    def _on_ready_timeout(self, inst: Instance, generation: int, what: str) -> None:
-        if generation != inst.generation or inst.state != _K.PROCESS_STATE_STARTING:
-            return
-        inst.start_failed = True
-        lines = inst.output.last_text(FAILURE_TAIL_LINES, inst.pid)
-        reason = f"{inst.instance_id}: {what}; killing it" + _tail(lines)
-        self._emit(inst, _K.PROCESS_EVENT_KIND_START_FAILED, reason, pid=inst.pid)
-        signal_group(inst.pid, signal.SIGKILL)
-
-    def _terminate(self, inst: Instance, why: str) -> None:
-        inst.cancel_timer()
-        inst.state = _K.PROCESS_STATE_STOPPING
-        signal_group(inst.pid, signal.SIGTERM)
-        grace = inst.spec.stop_grace_s
-        self._emit(
-            inst, _K.PROCESS_EVENT_KIND_STOPPING, f"{why}: SIGTERM, SIGKILL after {grace:g}s", pid=inst.pid
-        )
-        loop = asyncio.get_running_loop()
-        inst.timer = loop.call_later(grace, self.post, self._kill_after_grace, inst, inst.generation)
-
-    def _kill_after_grace(self, inst: Instance, generation: int) -> None:
-        if generation == inst.generation and inst.state == _K.PROCESS_STATE_STOPPING:
-            self._emit(
-                inst, _K.PROCESS_EVENT_KIND_SIGNALED, "grace period over: SIGKILL", pid=inst.pid, signal=9
-            )
-            signal_group(inst.pid, signal.SIGKILL)
-
-    def _on_exit(self, inst: Instance, generation: int, returncode: int) -> None:
-        if generation != inst.generation:
-            return
-        inst.cancel_timer()
-        pid = inst.pid
-        signal_group(pid, signal.SIGKILL)  # grandchildren left in the group go with it
-        was_starting = inst.state == _K.PROCESS_STATE_STARTING and not inst.start_failed
-        reason = describe_exit(returncode)
-        inst.exit_code = returncode
-        inst.last_exit_reason = reason
-        inst.healthy = False
-        sig = -returncode if returncode < 0 else 0
-        self._report_exit(inst, pid, reason)
-        if inst.desired in ("stop", "remove", "restart") or self.shutting_down:
-            self._stopped(inst, f"{reason} after stop request", pid=pid, exit_code=returncode, signal=sig)
-            if inst.desired == "remove":
-                del self.instances[inst.service][inst.instance_id]
-            elif inst.desired == "restart" and not self.shutting_down:
-                inst.restarts += 1
-                self._request_start(inst, manual=True)
-            return
-        if was_starting:
-            lines = inst.output.last_text(FAILURE_TAIL_LINES, pid)
-            text = f"{inst.instance_id} {reason} before READY" + _tail(lines)
-            self._emit(
-                inst, _K.PROCESS_EVENT_KIND_START_FAILED, text, pid=pid, exit_code=returncode, signal=sig
-            )
-        else:
-            self._emit(inst, _K.PROCESS_EVENT_KIND_EXITED, reason, pid=pid, exit_code=returncode, signal=sig)
-        self._apply_policy(inst, returncode)
-
-    def _apply_policy(self, inst: Instance, returncode: int) -> None:
-        decision = inst.tracker.decide(exit_code=returncode, now=time.monotonic())
-        if decision.action is Action.RESTART:
-            inst.state = _K.PROCESS_STATE_BACKOFF
-            inst.next_start_at_ms = time.time_ns() // 1_000_000 + int(decision.delay_s * 1000)
-            self._emit(
-                inst,
-                _K.PROCESS_EVENT_KIND_RESTART_SCHEDULED,
-                f"{inst.instance_id} restarts in {decision.delay_s:g}s",
-                rule=decision.rule,
-                next_attempt_at=inst.next_start_at_ms,
-                exit_code=returncode,
-            )
-            loop = asyncio.get_running_loop()
-            inst.timer = loop.call_later(
-                decision.delay_s, self.post, self._restart_due, inst, inst.generation
-            )
-        elif decision.action is Action.EXIT:
-            inst.state = _K.PROCESS_STATE_EXITED
-            self._emit(
-                inst,
-                _K.PROCESS_EVENT_KIND_EXITED,
-                f"{inst.instance_id} {inst.last_exit_reason}",
-                rule=decision.rule,
-                exit_code=returncode,
-            )
-            inst.settle()
-        else:
-            self._fatal(
-                inst,
-                f"{inst.instance_id} {inst.last_exit_reason}; {decision.rule}",
-                _K.PROCESS_EVENT_KIND_FATAL,
-                rule=decision.rule,
-            )
-
-    def _restart_due(self, inst: Instance, generation: int) -> None:
-        if generation == inst.generation and inst.state == _K.PROCESS_STATE_BACKOFF and inst.desired == "run":
-            inst.timer = None
-            inst.restarts += 1
-            self._request_start(inst, manual=False)
-
-    def _stopped(self, inst: Instance, reason: str, **fields: Any) -> None:
-        inst.cancel_timer()
-        inst.state = _K.PROCESS_STATE_STOPPED
-        self._emit(inst, _K.PROCESS_EVENT_KIND_STOPPED, reason, **fields)
-        inst.settle()
-
-    def _fatal(self, inst: Instance, reason: str, kind: int, **fields: Any) -> None:
-        inst.cancel_timer()
-        inst.state = _K.PROCESS_STATE_FATAL
-        inst.last_exit_reason = reason
-        self._emit(inst, kind, reason, **fields)
-        if kind != _K.PROCESS_EVENT_KIND_FATAL:
-            self._emit(inst, _K.PROCESS_EVENT_KIND_FATAL, reason, **fields)
-        inst.settle()
-
-    # -- broker ------------------------------------------------------------------------------
-
-    def _report_exit(self, inst: Instance, pid: int, reason: str) -> None:
-        if inst.service == BROKER_SERVICE or not self.broker_address:
-            return
-        if not any(
-            i.state == _K.PROCESS_STATE_RUNNING for i in self.instances.get(BROKER_SERVICE, {}).values()
-        ):
-            return
-        if self._broker_channel is None or self._broker_channel_addr != self.broker_address:
-            if self._broker_channel is not None:
-                self._background(self._broker_channel.close())
-            self._broker_channel = grpc.aio.insecure_channel(self.broker_address)
-            self._broker_channel_addr = self.broker_address
-        stub = broker_pb2_grpc.BrokerServiceStub(self._broker_channel)
-        request = broker_pb2.ReportExitRequest(instance_id=inst.instance_id, pid=pid, reason=reason)
-
-        async def send() -> None:
-            try:
-                await stub.ReportExit(request, timeout=REPORT_EXIT_TIMEOUT_S)
-            except grpc.aio.AioRpcError as exc:
-                _log.info("ReportExit for %s to the broker failed: %s", inst.instance_id, exc.code().name)
-
-        self._background(send())
-
-
-def _tail(lines: list[str]) -> str:
-    return "; last output lines:\n  " + "\n  ".join(lines) if lines else "; it printed nothing"
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), SETTLE_TASKS_S)
+        await self._broker.close()

@@ -155,12 +155,12 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
         sub = events.subscribe(request.service)  # before the replay, so nothing falls in between
         try:
             last = 0
-            for event in events.recent(request.replay, request.service):
-                last = event.seq
-                yield event
-            while (event := await sub.get()) is not None:
-                if event.seq > last:
-                    yield event
+            for past in events.recent(request.replay, request.service):
+                last = past.seq
+                yield past
+            while (live := await sub.get()) is not None:
+                if live.seq > last:
+                    yield live
         finally:
             sub.close()
 

@@ -3,7 +3,8 @@
 Flags pick a misbehaviour: --exit-code N (exit at once, before READY), --crash-after S (exit
 with --crash-code after S seconds of serving), --no-ready (never print READY), --ignore-term
 (survive SIGTERM), --not-serving (health says NOT_SERVING), --say TEXT (print lines first),
---spawn-grandchild (start a sleeping grandchild in the same process group).
+--spawn-grandchild (start a sleeping grandchild in the same process group), --print-env (print
+the LAB_* environment), --broker (also serve BrokerService.ReportExit, printing each report).
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from runtime.v1 import broker_pb2, broker_pb2_grpc
+
+
+class ReportExitPrinter(broker_pb2_grpc.BrokerServiceServicer):
+    """Just enough broker for the supervisor's ReportExit: print what was reported."""
+
+    def ReportExit(self, request, context):
+        print(f"REPORT_EXIT {request.instance_id} {request.pid} {request.reason}", flush=True)
+        return broker_pb2.ReportExitResponse(removed=True, revision=1)
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
@@ -31,8 +42,14 @@ def main() -> int:
     p.add_argument("--not-serving", action="store_true")
     p.add_argument("--say", action="append", default=[])
     p.add_argument("--spawn-grandchild", action="store_true")
+    p.add_argument("--print-env", action="store_true")
+    p.add_argument("--broker", action="store_true")
     args = p.parse_args()
 
+    if args.print_env:
+        for key in sorted(os.environ):
+            if key.startswith("LAB_") or key == "PYTHONUNBUFFERED":
+                print(f"ENV {key}={os.environ[key]}", flush=True)
     for text in args.say:
         print(text, flush=True)
     if args.exit_code is not None:
@@ -54,6 +71,8 @@ def main() -> int:
     )
     servicer.set("", status)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if args.broker:
+        broker_pb2_grpc.add_BrokerServiceServicer_to_server(ReportExitPrinter(), server)
     try:
         port = server.add_insecure_port(f"127.0.0.1:{port_wanted}")
     except RuntimeError:
