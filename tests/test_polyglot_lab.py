@@ -1,0 +1,147 @@
+"""The polyglot calculator under the real supervisor: lab.run_client and a TS server crash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime import Lab
+from runtime.errors import ClientError
+
+pytestmark = pytest.mark.polyglot
+
+ROOT = Path(__file__).resolve().parent.parent
+TS_SERVER = ROOT / "calculator" / "node" / "dist" / "server.js"
+RUST_CLIENT = ROOT / "calculator" / "rust" / "target" / "release" / "calculator-client"
+CPP_CLIENT = ROOT / "calculator" / "cpp" / "build" / "calculator-client"
+TS_CLIENT = ROOT / "calculator" / "node" / "dist" / "client.js"
+GHOST = "/nonexistent/ghost-client"  # a job whose build is missing
+RECOVER_TIMEOUT_S = 15.0
+
+
+def _config(node: str) -> str:
+    # Absolute paths: the config lives in tmp, so its folder is the "project root" for relative ones.
+    return f"""
+linger_s: 5
+services:
+  broker:
+    command: [python, -m, runtime.services.broker]
+    restart: always
+    restart_delay_s: 0.2
+    sticky_port: true
+  calculator-ts:
+    command: [{node}, {TS_SERVER}]
+    restart: always
+    restart_delay_s: 0.3
+    depends_on: {{broker: ready}}
+    language: typescript
+jobs:
+  client-python:
+    command: [python, -m, calculator.client]
+    language: python
+  client-typescript:
+    command: [{node}, {TS_CLIENT}]
+    language: typescript
+    requires: [{TS_CLIENT}]
+  client-rust:
+    command: [{RUST_CLIENT}]
+    language: rust
+    requires: [{RUST_CLIENT}]
+  client-cpp:
+    command: [{CPP_CLIENT}]
+    language: cpp
+    requires: [{CPP_CLIENT}]
+  client-ghost:
+    command: [{GHOST}]
+    requires: [{GHOST}]
+"""
+
+
+@pytest.fixture
+def ts_lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
+    node = shutil.which("node")
+    if node is None or not TS_SERVER.exists():
+        reason = (
+            "the TypeScript server is not built (node or calculator/node/dist missing); run `make polyglot`"
+        )
+        if os.environ.get("CI") or os.environ.get("LAB_REQUIRE_POLYGLOT") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    config = tmp_path / "lab.yaml"
+    config.write_text(_config(node))
+    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=5, timeout_s=60)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def _built_clients() -> list[str]:
+    out = ["python"]
+    out += ["typescript"] if TS_CLIENT.exists() else []
+    out += ["rust"] if RUST_CLIENT.exists() else []
+    out += ["cpp"] if CPP_CLIENT.exists() else []
+    return out
+
+
+def _ts_instance(lab: Lab) -> tuple[int, str]:
+    rows = lab.lookup("calculator.v1.CalculatorService")
+    ts = rows[rows["instance"] == "calculator-ts-1"] if "instance" in rows else rows.iloc[0:0]
+    if ts.empty:
+        return 0, ""
+    return int(ts.iloc[0]["pid"]), str(ts.iloc[0]["address"])
+
+
+def test_run_client_through_the_supervisor(ts_lab: Lab) -> None:
+    for language in _built_clients():
+        got = ts_lab.run_client(language, "multiply", 2.5, 4, correlation_id=f"req-lab-{language}")
+        assert got["value"] == 10, got
+        assert got["server_language"] == "typescript" and got["instance"] == "calculator-ts-1", got
+        assert got["client_language"] == language and got["correlation_id"] == f"req-lab-{language}"
+        assert got["elapsed_ms"] > 0
+    with pytest.raises(ClientError) as info:
+        ts_lab.run_client("python" if len(_built_clients()) == 1 else _built_clients()[-1], "divide", 1, 0)
+    assert info.value.code == "INVALID_ARGUMENT" and "division by zero" in str(info.value)
+    with pytest.raises(ValueError, match="unknown client language"):
+        ts_lab.run_client("cobol", "add", 1, 2)
+
+
+def test_typescript_server_killed_is_restarted_and_reregistered(ts_lab: Lab) -> None:
+    old_pid, _ = _ts_instance(ts_lab)
+    assert old_pid, ts_lab.lookup("calculator")
+    killed = ts_lab.kill("calculator-ts", signal="SIGKILL")
+    assert killed["pid"] == old_pid
+    deadline = time.monotonic() + RECOVER_TIMEOUT_S
+    new_pid = 0
+    while time.monotonic() < deadline:
+        new_pid, _ = _ts_instance(ts_lab)
+        if new_pid and new_pid != old_pid:
+            break
+        time.sleep(0.05)
+    assert new_pid and new_pid != old_pid, f"calculator-ts-1 not re-registered; events:\n{ts_lab.events()}"
+    status = ts_lab.status("calculator-ts")
+    assert int(status.iloc[0]["restarts"]) >= 1
+    language = "rust" if RUST_CLIENT.exists() else "python"
+    got = ts_lab.run_client(language, "add", 2, 3)
+    assert got["value"] == 5 and got["server_language"] == "typescript", got
+
+
+def test_job_that_is_not_built_says_so(ts_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lab.yaml `requires:` a missing binary: a ClientError naming it and the build hint, no crash."""
+    from runtime import lab_polyglot
+
+    monkeypatch.setattr(lab_polyglot, "LANGUAGES", (*lab_polyglot.LANGUAGES, "ghost"))
+    with pytest.raises(ClientError) as info:
+        ts_lab.run_client("ghost", "add", 1, 2)
+    assert info.value.code == "FAILED_PRECONDITION"
+    assert GHOST in str(info.value) and "make polyglot" in str(info.value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
