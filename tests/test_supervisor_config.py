@@ -124,6 +124,11 @@ def test_start_order_puts_dependencies_first() -> None:
         }
     )
     assert cfg.start_order() == ["db", "cache", "web"]
+    assert cfg.start_levels() == [["db"], ["cache"], ["web"]]
+    assert load_config(ROOT / "lab.yaml").start_levels() == [
+        ["broker"],
+        ["health", "logger", "calculator", "calculator-ts"],
+    ]
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

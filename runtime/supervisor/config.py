@@ -99,6 +99,17 @@ class LabConfig:
             visit(name)
         return order
 
+    def start_levels(self) -> list[list[str]]:
+        """Services grouped by dependency depth: level 0 depends on nothing, level n on < n."""
+        depth: dict[str, int] = {}
+        for name in self.start_order():
+            deps = self.services[name].depends_on
+            depth[name] = 1 + max((depth[d] for d in deps), default=-1)
+        levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for name in self.start_order():
+            levels[depth[name]].append(name)
+        return levels
+
 
 # Field name -> (python types accepted, description for the message). bool is checked apart,
 # because YAML `true` is an int to isinstance().

@@ -177,6 +177,8 @@ class Lifecycle:
                 self._request_start(inst, manual=False)
 
     async def _spawn(self, inst: Instance) -> None:
+        if inst.desired == "restart":  # a restart requested before this spawn ran: just run it
+            inst.desired = "run"
         if inst.desired != "run" or self.shutting_down:
             self._stopped(inst, "stopped before it ran")
             return

@@ -153,10 +153,12 @@ class Manager(Lifecycle):
         return inst.pid
 
     async def shutdown(self) -> None:
-        """Stop every service in reverse dependency order and wait for each to settle."""
+        """Stop every service in reverse dependency order and wait for each level to settle."""
         self.shutting_down = True
-        for name in reversed(self.config.start_order()):
-            waits = await self.call(self.stop, self.select(name))
+        # Dependents first; services of one dependency level stop together.
+        for level in reversed(self.config.start_levels()):
+            insts = [inst for name in level for inst in self.select(name)]
+            waits = await self.call(self.stop, insts)
             if waits:
                 await asyncio.gather(*waits)
         pending = [t for t in self._tasks if not t.done()]
