@@ -4,7 +4,7 @@
 
 ===================  =====================================================================
 SPAWNED              STARTING, "spawned pid N"
-EXITED               UNHEALTHY with the exit code or signal ("killed by SIGKILL")
+EXITED               UNHEALTHY with the exit code or signal ("killed by SIGKILL"), always in history
 START_FAILED         UNHEALTHY with what the supervisor saw before READY
 RESTART_SCHEDULED    stays UNHEALTHY; a history note with the next attempt's time
 FATAL                stays UNHEALTHY; a history note "FATAL: ... no more restarts"
@@ -145,7 +145,11 @@ class SupervisorFollower:
         elif kind == K.PROCESS_EVENT_KIND_WAITING:
             self.store.apply(svc, iid, STARTING, ev.reason or "waiting for its dependencies", source=SOURCE)
         elif kind in (K.PROCESS_EVENT_KIND_EXITED, K.PROCESS_EVENT_KIND_START_FAILED):
-            self.store.apply(svc, iid, UNHEALTHY, _join(self._exit_text(ev), ev.rule), source=SOURCE)
+            # Often the instance's report stream was seen breaking a moment earlier: the exit
+            # still goes into the history (note) because it says why.
+            self.store.apply(
+                svc, iid, UNHEALTHY, _join(self._exit_text(ev), ev.rule), source=SOURCE, note=True
+            )
         elif kind == K.PROCESS_EVENT_KIND_RESTART_SCHEDULED:
             reason = _join(
                 f"restart scheduled ({ev.reason})" if ev.reason else "restart scheduled",
