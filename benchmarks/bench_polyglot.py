@@ -181,6 +181,13 @@ def bench_servers(broker: str, lab_dir: str, seconds: float, concurrency: int) -
             child.stop()
 
 
+def built(argv: list[str]) -> bool:
+    """The program exists (on PATH or as a path) and so does every file of this repo it names."""
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    files = [a for a in argv if a.startswith(str(ROOT))]
+    return bool(program) and Path(program or "").exists() and all(Path(f).exists() for f in files)
+
+
 def bench_clients(broker: str, lab_dir: str, runs: int) -> None:
     server = Child(
         ["node", str(ROOT / "calculator/node/dist/server.js")],
@@ -191,12 +198,7 @@ def bench_clients(broker: str, lab_dir: str, runs: int) -> None:
         print(f"\n2. process start -> result (lookup + Add against the TypeScript server), {runs} runs")
         print(f"   {'client':<12}{'median ms':>10}{'min ms':>9}")
         for lang, argv in CLIENTS.items():
-            if (
-                not Path(argv[-1]).exists()
-                and lang != "python"
-                or shutil.which(argv[0]) is None
-                and "/" not in argv[0]
-            ):
+            if not built(argv):
                 print(f"   {lang:<12}  not built (make polyglot)")
                 continue
             env = env_for(lab_dir, f"client-{lang}", f"client-{lang}-1", lang, broker)
