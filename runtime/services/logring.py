@@ -52,11 +52,11 @@ class LogRing:
         if self.evicted_max_us < 0 or sel.start_ms * 1000 > self.evicted_max_us:
             return found[: sel.limit]
         # Newest first with a full page whose oldest entry is newer than anything evicted:
-        # nothing outside the ring can belong to that page.
+        # nothing outside the ring can belong to that page (ties: evicted entries arrived earlier).
         if (
             sel.newest_first
             and len(found) >= sel.limit
-            and sort_key(found[sel.limit - 1])[0] > self.evicted_max_us
+            and sort_key(found[sel.limit - 1])[0] >= self.evicted_max_us
         ):
             return found[: sel.limit]
         return None

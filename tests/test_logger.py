@@ -1,0 +1,217 @@
+"""The logger service as a real process over real gRPC: bad input, truncation, tails, SIGKILL."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import grpc
+import pytest
+from logprocs import Child, wait_for
+
+from runtime.services.logdb import DB_FILENAME
+from runtime.v1 import logger_pb2 as pb
+from runtime.v1 import logger_pb2_grpc
+
+RPC_S = 10.0
+
+
+@pytest.fixture
+def logger(lab_dir):
+    child = Child("runtime.services.logger", lab_dir, service="logger", env={"LAB_LOG_RING": "50"})
+    yield child
+    child.stop()
+
+
+@pytest.fixture
+def stub(logger):
+    with grpc.insecure_channel(logger.address) as ch:
+        yield logger_pb2_grpc.LoggerServiceStub(ch)
+
+
+def entries(n: int, prefix: str = "line", **kw: object) -> list[pb.LogEntry]:
+    now = int(time.time() * 1000)
+    base = dict(service_name="calculator", instance_id="calculator-1", level=pb.INFO, timestamp=now)
+    base.update(kw)
+    return [pb.LogEntry(message=f"{prefix} {i}", **base) for i in range(n)]  # type: ignore[arg-type]
+
+
+def send(stub, batch: list[pb.LogEntry], carrier: int = 200) -> pb.LogAck:
+    return stub.StreamLogs(
+        (pb.LogEntry(batch=batch[i : i + carrier]) for i in range(0, len(batch), carrier)), timeout=RPC_S
+    )
+
+
+def drain(call, sink: list) -> threading.Thread:
+    """Read a server stream into ``sink`` on a thread until it is cancelled."""
+
+    def run() -> None:
+        try:
+            for item in call:
+                sink.append(item)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def query_with_source(stub, q: pb.LogQuery) -> tuple[list[pb.LogEntry], str]:
+    call = stub.QueryLogs(q, timeout=RPC_S)
+    found = list(call)
+    return found, dict(call.trailing_metadata())["x-log-source"]
+
+
+def invalid(call) -> str:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    return err.value.details()
+
+
+def test_bad_queries_and_entries_are_invalid_argument(stub):
+    assert "unknown log level 9" in invalid(
+        lambda: list(stub.QueryLogs(pb.LogQuery(min_level=9), timeout=RPC_S))
+    )
+    assert "before start time" in invalid(
+        lambda: list(stub.QueryLogs(pb.LogQuery(start_time=2000, end_time=1000), timeout=RPC_S))
+    )
+    assert "empty service name" in invalid(
+        lambda: list(stub.QueryLogs(pb.LogQuery(service_names=["calculator", ""]), timeout=RPC_S))
+    )
+    assert "unknown log level 7" in invalid(
+        lambda: next(stub.SubscribeLogs(pb.LogFilter(min_level=7), timeout=RPC_S))
+    )
+    assert "empty service name" in invalid(
+        lambda: next(stub.SubscribeLogs(pb.LogFilter(service_names=[""]), timeout=RPC_S))
+    )
+    bad_level = entries(3)
+    bad_level[2].level = 12  # type: ignore[assignment]
+    assert "entry 3 of this stream has unknown level 12" in invalid(lambda: send(stub, bad_level))
+    assert "empty service_name" in invalid(lambda: send(stub, entries(1, service_name="")))
+
+
+def test_stream_acks_and_query_reads_ring_then_sqlite(stub):
+    ack = send(stub, entries(200, level=pb.INFO) + entries(5, "boom", level=pb.ERROR))
+    assert ack.accepted == 205 and ack.last_sequence == 205 and ack.truncated == 0
+    found, source = query_with_source(stub, pb.LogQuery(min_level=pb.ERROR))
+    assert [e.message for e in found] == [f"boom {i}" for i in range(5)]
+    assert source == "sqlite"  # the ring holds 50: older entries exist outside it
+    page, source = query_with_source(stub, pb.LogQuery(limit=10, newest_first=True))
+    assert source == "ring"
+    assert [e.sequence for e in page] == list(range(205, 195, -1))
+    hits = list(stub.QueryLogs(pb.LogQuery(search_text="line 17"), timeout=RPC_S))
+    assert [e.message for e in hits] == ["line 17", "line 170", "line 171", "line 172", "line 173", "line 174",
+                                         "line 175", "line 176", "line 177", "line 178", "line 179"]  # fmt: skip
+
+
+def test_message_over_64_kib_is_truncated_and_counted(stub):
+    ack = send(stub, entries(1, "x" * 100_000) + entries(1, "fine"))
+    assert ack.accepted == 2 and ack.truncated == 1
+    assert "cut at 64 KiB" in ack.message
+    stored = list(stub.QueryLogs(pb.LogQuery(), timeout=RPC_S))
+    assert len(stored[0].message.encode()) <= 64 * 1024
+    assert stored[0].message.endswith("bytes]") and "…[truncated " in stored[0].message
+    assert stored[1].message == "fine 0"
+
+
+def test_subscribe_gets_matching_entries_live(stub):
+    got: list[pb.LogEntry] = []
+    call = stub.SubscribeLogs(
+        pb.LogFilter(service_names=["calculator"], min_level=pb.WARN, search_text="zero")
+    )
+    reader = drain(call, got)
+    time.sleep(0.3)  # the subscription is registered once the call reached the server
+    send(stub, entries(3, "division by zero", level=pb.ERROR) + entries(3, "fine", level=pb.ERROR))
+    send(
+        stub,
+        entries(2, "division by zero", level=pb.INFO)
+        + entries(2, "zero", service_name="broker", level=pb.WARN),
+    )
+    wait_for(lambda: len(got) >= 3, 5, "three tailed entries")
+    time.sleep(0.2)
+    call.cancel()
+    reader.join(5)
+    assert [e.message for e in got] == ["division by zero 0", "division by zero 1", "division by zero 2"]
+
+
+def test_slow_subscriber_loses_oldest_and_is_told(stub, logger):
+    n, batch = 6000, 300
+    # Its own connection: an unread stream would otherwise use up the shared connection window.
+    slow_channel = grpc.insecure_channel(logger.address, options=[("grpc.use_local_subchannel_pool", 1)])
+    slow = logger_pb2_grpc.LoggerServiceStub(slow_channel).SubscribeLogs(
+        pb.LogFilter()
+    )  # read only after the burst
+    fast_got: list[pb.LogEntry] = []
+    fast = stub.SubscribeLogs(pb.LogFilter())
+    reader = drain(fast, fast_got)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    for i in range(0, n, batch):
+        send(stub, entries(batch, f"payload {i} " + "y" * 2000))
+        time.sleep(0.1)  # ~3k entries/s: a reading subscriber keeps up, the slow one does not
+    ingest_s = time.monotonic() - t0
+    wait_for(
+        lambda: len(fast_got) >= n,
+        20,
+        f"the fast subscriber to get every entry ({len(fast_got)}, {sum(e.dropped for e in fast_got)})",
+    )
+    assert [e.sequence for e in fast_got] == list(range(1, n + 1))
+    assert all(e.dropped == 0 for e in fast_got)
+    received = dropped = 0
+    for e in slow:
+        received += 1
+        dropped += e.dropped
+        if e.sequence == n:
+            break
+    slow.cancel()
+    slow_channel.close()
+    fast.cancel()
+    reader.join(5)
+    assert dropped > 0, "the slow subscriber should have lost entries"
+    assert received + dropped == n, "every entry is either delivered or counted as dropped"
+    assert ingest_s < 10, f"ingestion took {ingest_s:.1f} s: a slow subscriber must not slow it down"
+
+
+def test_acknowledged_entries_survive_sigkill_during_a_burst(lab_dir):
+    logger = Child("runtime.services.logger", lab_dir, service="logger")
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def burst() -> None:
+        with grpc.insecure_channel(logger.address) as ch:
+            s = logger_pb2_grpc.LoggerServiceStub(ch)
+            for b in range(10_000):
+                if stop.is_set():
+                    return
+                try:
+                    send(s, entries(500, f"burst{b}"))
+                except grpc.RpcError:
+                    return
+                acked.append(b)
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    try:
+        wait_for(lambda: len(acked) >= 20, 20, "20 acknowledged batches")
+        logger.kill()
+    finally:
+        stop.set()
+        sender.join(10)
+    assert len(acked) >= 20
+    again = Child("runtime.services.logger", lab_dir, service="logger")
+    try:
+        with grpc.insecure_channel(again.address) as ch:
+            s = logger_pb2_grpc.LoggerServiceStub(ch)
+            for b in (acked[0], acked[len(acked) // 2], acked[-1]):
+                found = list(s.QueryLogs(pb.LogQuery(search_text=f"burst{b}", limit=1000), timeout=RPC_S))
+                assert len(found) == 500, f"batch {b} was acknowledged but has {len(found)} of 500 entries"
+    finally:
+        again.stop()
+    with sqlite3.connect(lab_dir / DB_FILENAME) as db:
+        stored = {m for (m,) in db.execute("SELECT message FROM logs")}
+    missing = [f"burst{b} {i}" for b in acked for i in range(500) if f"burst{b} {i}" not in stored]
+    assert missing == [], f"{len(missing)} acknowledged entries missing after SIGKILL, e.g. {missing[:3]}"
