@@ -268,7 +268,11 @@ class HealthReporter:
             await asyncio.sleep(RULE_CHECK_INTERVAL_S)
             before = self.rule.degraded
             self.rule.evaluate()
-            if before != self.rule.degraded and self._changed is not None:
+            if before == self.rule.degraded:
+                continue
+            if not self.rule.degraded and self.state == health_pb2.HEALTHY:
+                self.message = self.rule.reason  # HEALTHY again says why: "recovered: ..."
+            if self._changed is not None:
                 self._changed.set()
 
     async def _find_health_service(self) -> str:
