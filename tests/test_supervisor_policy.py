@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from runtime.supervisor.config import ServiceSpec, StartLimit
 from runtime.supervisor.leases import LeaseTable, UnknownLease
 from runtime.supervisor.policy import Action, RestartTracker, backoff_delay
+from runtime.supervisor.service import parse_signal
 
 
 def _spec(**kw: object) -> ServiceSpec:
@@ -128,3 +131,14 @@ def test_release_and_reacquire_within_linger() -> None:
     assert not table.should_stop(10.0)
     assert not table.should_stop(20.8)  # the new lease expired at 15.9
     assert table.should_stop(21.0)
+
+
+@pytest.mark.parametrize("name", ["SIGKILL", "KILL", "kill", "9", " sigkill "])
+def test_signal_names(name: str) -> None:
+    assert parse_signal(name) == signal.SIGKILL
+
+
+@pytest.mark.parametrize("name", ["SIGNOPE", "99", "", "-1"])
+def test_bad_signal_names(name: str) -> None:
+    with pytest.raises(ValueError, match="unknown signal"):
+        parse_signal(name)

@@ -31,13 +31,11 @@ if TYPE_CHECKING:
 def parse_signal(name: str) -> signal.Signals:
     """'SIGKILL', 'KILL', 'kill' or '9' -> signal.SIGKILL; ValueError names what is accepted."""
     text = name.strip().upper()
-    if text.isdigit():
-        return signal.Signals(int(text))
-    if not text.startswith("SIG"):
+    if not text.isdigit() and not text.startswith("SIG"):
         text = "SIG" + text
     try:
-        return signal.Signals[text]
-    except KeyError:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[text]
+    except (KeyError, ValueError):
         raise ValueError(
             f"unknown signal {name!r}; use a name like SIGTERM, KILL or a number like 9"
         ) from None
@@ -161,6 +159,10 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
             while (live := await sub.get()) is not None:
                 if live.seq > last:
                     yield live
+        except asyncio.CancelledError:
+            # The watcher went away or the daemon is exiting: an ordinary end of this stream,
+            # not an error worth grpc's "Exception not handled" traceback in the daemon log.
+            return
         finally:
             sub.close()
 
