@@ -171,7 +171,7 @@ class LogShipper:
 
     # -- the shipping thread ---------------------------------------------------------------
 
-    def _take(self) -> list[logger_pb2.LogEntry]:
+    def _take(self) -> tuple[list[logger_pb2.LogEntry], int]:
         with self._lock:
             n = min(BATCH_MAX, len(self._buf))
             batch = [self._buf.popleft() for _ in range(n)]
@@ -180,11 +180,13 @@ class LogShipper:
             self.stats.buffered = len(self._buf)
         if drops:
             batch.append(self._drop_report(drops))
-        return batch
+        return batch, drops
 
-    def _give_back(self, batch: list[logger_pb2.LogEntry]) -> None:
+    def _give_back(self, batch: list[logger_pb2.LogEntry], drops: int) -> None:
         # Failed batch goes back in front, in order; if that overflows, the oldest are dropped.
+        # The drop report is not put back: its count is, and a new report is made next time.
         with self._lock:
+            self._unreported_drops += drops
             room = self._buf.maxlen - len(self._buf)  # type: ignore[operator]
             lost = max(0, len(batch) - room)
             if lost:
@@ -207,11 +209,11 @@ class LogShipper:
                     time.sleep(LINGER_S)  # let a burst gather into one batch
             if not self._buf:
                 continue
-            batch = self._take()
+            batch, drops = self._take()
             try:
                 self._send(batch)
             except (grpc.RpcError, LookupError) as exc:
-                self._give_back(batch)
+                self._give_back(batch[: len(batch) - (1 if drops else 0)], drops)
                 self._forget_logger(exc)
                 if self._closing.is_set():
                     return
