@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import time
@@ -13,7 +14,7 @@ import pytest
 from service_process import ServiceProcess, start_service, stop_all
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
-from runtime.agent import connect
+from runtime.agent import connect, connect_aio
 from runtime.errors import DiscoveryError
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
@@ -149,3 +150,29 @@ def test_no_broker_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAB_BROKER_ADDR", raising=False)
     with pytest.raises(DiscoveryError, match="LAB_BROKER_ADDR"):
         connect(CALC)
+
+
+def test_connect_aio_round_robin_and_removal(calculators, broker: ServiceProcess, broker_stub) -> None:
+    wait_registered(broker_stub, ["calculator-1", "calculator-2"])
+
+    async def scenario() -> tuple[set[str], list[str]]:
+        async with await connect_aio("CalculatorService", broker.address) as channel:
+            stub = calculator_pb2_grpc.CalculatorServiceStub(channel)
+            request = calculator_pb2.AddRequest(a=1, b=2)
+            before = {(await stub.Add(request, timeout=WAIT_S)).served_by.instance_id for _ in range(4)}
+            broker_stub.ReportExit(broker_pb2.ReportExitRequest(instance_id="calculator-1"), timeout=WAIT_S)
+            deadline = time.monotonic() + 1.0
+            while [i.instance_id for i in channel.rotation.instances()] != ["calculator-2"]:
+                assert time.monotonic() < deadline, "the removed instance stayed in the rotation"
+                await asyncio.sleep(0.02)
+            after = [(await stub.Add(request, timeout=WAIT_S)).served_by.instance_id for _ in range(3)]
+            return before, after
+
+    before, after = asyncio.run(scenario())
+    assert before == {"calculator-1", "calculator-2"}
+    assert after == ["calculator-2"] * 3
+
+
+def test_connect_aio_no_instances(broker: ServiceProcess) -> None:
+    with pytest.raises(DiscoveryError, match="no instances of calculator.v1.CalculatorService"):
+        asyncio.run(connect_aio(CALC, broker.address))

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from runtime.agent import correlation
+from runtime.agent.rotation import Member, Rotation
 from runtime.errors import DiscoveryError
 from runtime.identity import ENV_BROKER_ADDR
-from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
+from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 log = logging.getLogger("runtime.agent.discovery")
 
@@ -34,21 +32,41 @@ DEFAULT_TIMEOUT_S = 5.0
 WATCH_BACKOFF_START_S = 0.05
 WATCH_BACKOFF_MAX_S = 2.0
 WATCH_JOIN_TIMEOUT_S = 2.0
-# A removed instance's channel stays open this long, so calls already on it can finish.
-RETIRE_GRACE_S = 5.0
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
-_HIDDEN = {health_pb2.UNHEALTHY}
 
 
-@dataclass
-class _Member:
-    instance: broker_pb2.ServiceInstance
-    channel: grpc.Channel
-    callables: dict[tuple[str, str], Any] = field(default_factory=dict)
+def _open_channel(address: str) -> grpc.Channel:
+    raw = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.intercept_channel(raw, *correlation.client_interceptors())
+
+
+def _close_channel(channel: grpc.Channel) -> None:
+    channel.close()
+
+
+def lookup_failed(service: str, broker_address: str, exc: grpc.RpcError) -> DiscoveryError:
+    """The DiscoveryError for a LookupService that failed with ``exc``."""
+    code = exc.code()  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return DiscoveryError(
+            f"broker at {broker_address} is unreachable ({code.name}) while looking up {service}; "
+            "is the lab running?"
+        )
+    return DiscoveryError(
+        f"broker at {broker_address} refused the lookup of {service}: {code.name}: {exc.details()}"  # type: ignore[attr-defined]
+    )
+
+
+def no_instances(service: str, broker_address: str) -> DiscoveryError:
+    """The DiscoveryError for a lookup that found nothing."""
+    return DiscoveryError(
+        f"no instances of {service} are registered with the broker at {broker_address} "
+        "(is a server running and healthy?)"
+    )
 
 
 class DiscoveryChannel(grpc.Channel):
@@ -76,12 +94,7 @@ class DiscoveryChannel(grpc.Channel):
                 "(start the lab first, e.g. Lab.up() or `runtime-lab up`)"
             )
         self.timeout_s = timeout_s
-        self.revision = 0
-        self._lock = threading.Lock()
-        self._members: dict[str, _Member] = {}
-        self._order: list[str] = []
-        self._next = random.randrange(1 << 16)  # one-shot clients must not all pick the same first
-        self._retired: list[tuple[float, grpc.Channel]] = []
+        self.rotation: Rotation[grpc.Channel] = Rotation(_open_channel, _close_channel)
         self._closed = False
         raw = grpc.insecure_channel(self.broker_address, options=CHANNEL_OPTIONS)
         self._broker_raw = raw
@@ -106,90 +119,20 @@ class DiscoveryChannel(grpc.Channel):
         try:
             response = self._broker.LookupService(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DiscoveryError(
-                    f"broker at {self.broker_address} is unreachable ({code.name}) while looking up "
-                    f"{self.service}; is the lab running?"
-                ) from None
-            raise DiscoveryError(
-                f"broker at {self.broker_address} refused the lookup of {self.service}: "
-                f"{code.name}: {exc.details()}"  # type: ignore[attr-defined]
-            ) from None
+            raise lookup_failed(self.service, self.broker_address, exc) from None
         if not response.instances:
-            raise DiscoveryError(
-                f"no instances of {self.service} are registered with the broker at {self.broker_address} "
-                "(is a server running and healthy?)"
-            )
-        self.replace(response.instances, response.revision)
+            raise no_instances(self.service, self.broker_address)
+        self.rotation.replace(response.instances, response.revision)
 
     def instances(self) -> list[broker_pb2.ServiceInstance]:
         """The instances currently in the rotation."""
-        with self._lock:
-            return [self._members[i].instance for i in self._order]
+        return self.rotation.instances()
 
-    def replace(self, instances: list[broker_pb2.ServiceInstance], revision: int) -> None:
-        """Make exactly these (healthy) instances the rotation, as of ``revision``."""
-        with self._lock:
-            keep = {i.instance_id for i in instances if i.health not in _HIDDEN}
-            for instance_id in [i for i in self._order if i not in keep]:
-                self._remove_locked(instance_id)
-            for inst in instances:
-                if inst.instance_id in keep:
-                    self._upsert_locked(inst)
-            self.revision = revision
-
-    def apply(self, event: broker_pb2.ServiceEvent) -> None:
-        """Follow one watch event."""
-        with self._lock:
-            inst = event.instance
-            if event.type == broker_pb2.SERVICE_EVENT_TYPE_REMOVED or inst.health in _HIDDEN:
-                self._remove_locked(inst.instance_id)
-            elif event.type in (broker_pb2.SERVICE_EVENT_TYPE_ADDED, broker_pb2.SERVICE_EVENT_TYPE_UPDATED):
-                self._upsert_locked(inst)
-            self.revision = max(self.revision, event.revision)
-
-    def _upsert_locked(self, inst: broker_pb2.ServiceInstance) -> None:
-        old = self._members.get(inst.instance_id)
-        if old is not None and old.instance.address == inst.address:
-            old.instance = inst
-            return
-        if old is not None:
-            self._retire_locked(old.channel)
-        else:
-            self._order.append(inst.instance_id)
-        raw = grpc.insecure_channel(inst.address, options=CHANNEL_OPTIONS)
-        channel = grpc.intercept_channel(raw, *correlation.client_interceptors())
-        self._members[inst.instance_id] = _Member(inst, channel)
-
-    def _remove_locked(self, instance_id: str) -> None:
-        member = self._members.pop(instance_id, None)
-        if member is None:
-            return
-        self._order.remove(instance_id)
-        self._retire_locked(member.channel)
-
-    def _retire_locked(self, channel: grpc.Channel) -> None:
-        now = time.monotonic()
-        self._retired.append((now, channel))
-        while self._retired and now - self._retired[0][0] > RETIRE_GRACE_S:
-            self._retired.pop(0)[1].close()
-
-    def pick(self, exclude: str = "") -> _Member | None:
-        """The next instance in round-robin order (skipping ``exclude``), or None when there is none."""
-        with self._lock:
-            candidates = [i for i in self._order if i != exclude]
-            if not candidates:
-                return None
-            instance_id = candidates[self._next % len(candidates)]
-            self._next += 1
-            return self._members[instance_id]
-
-    def _pick_or_refresh(self) -> _Member:
-        member = self.pick()
+    def _pick_or_refresh(self) -> Member[grpc.Channel]:
+        member = self.rotation.pick()
         if member is None:
             self.refresh()  # the watch may lag (or the broker restarted): ask once more
-            member = self.pick()
+            member = self.rotation.pick()
         if member is None:
             raise DiscoveryError(f"no instances of {self.service} are in the rotation right now")
         return member
@@ -233,12 +176,7 @@ class DiscoveryChannel(grpc.Channel):
         self._closed = True
         if self._watcher is not None:
             self._watcher.stop()
-        with self._lock:
-            channels = [m.channel for m in self._members.values()] + [c for _, c in self._retired]
-            self._members.clear()
-            self._order.clear()
-            self._retired.clear()
-        for channel in channels:
+        for channel in self.rotation.clear():
             channel.close()
         self._broker_raw.close()
 
@@ -262,7 +200,7 @@ class _Routed:
         self._deser = deser
         self._retry = retry
 
-    def _target(self, member: _Member) -> Any:
+    def _target(self, member: Member[grpc.Channel]) -> Any:
         key = (self._kind, self._method)
         target = member.callables.get(key)
         if target is None:
@@ -278,7 +216,7 @@ class _Routed:
         except grpc.RpcError as exc:
             if not self._retry or exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 raise
-            other = self._owner.pick(exclude=member.instance.instance_id)
+            other = self._owner.rotation.pick(exclude=member.instance.instance_id)
             if other is None:
                 raise
             log.info(
@@ -311,7 +249,7 @@ class _Watcher(threading.Thread):
         owner = self._owner
         backoff = WATCH_BACKOFF_START_S
         while not self._stopping.is_set():
-            revision = owner.revision
+            revision = owner.rotation.revision
             request = broker_pb2.WatchServicesRequest(service_name=owner.service, from_revision=revision)
             snapshot: list[broker_pb2.ServiceInstance] | None = [] if revision == 0 else None
             try:
@@ -320,12 +258,12 @@ class _Watcher(threading.Thread):
                     self._call.cancel()
                 for event in self._call:
                     if event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END and snapshot is not None:
-                        owner.replace(snapshot, event.revision)
+                        owner.rotation.replace(snapshot, event.revision)
                         snapshot = None
                     elif snapshot is not None:
                         snapshot.append(event.instance)
                     else:
-                        owner.apply(event)
+                        owner.rotation.apply(event)
                     backoff = WATCH_BACKOFF_START_S
             except grpc.RpcError as exc:
                 if self._stopping.is_set():
@@ -333,13 +271,13 @@ class _Watcher(threading.Thread):
                 code = exc.code()  # type: ignore[attr-defined]
                 if code == grpc.StatusCode.OUT_OF_RANGE:
                     log.info("watch of %s cannot resume (%s); listing again", owner.service, exc.details())  # type: ignore[attr-defined]
-                    owner.revision = 0
+                    owner.rotation.revision = 0
                     continue
                 log.info(
                     "watch of %s interrupted (%s); resuming from revision %d",
                     owner.service,
                     code.name,
-                    owner.revision,
+                    owner.rotation.revision,
                 )
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, WATCH_BACKOFF_MAX_S)

@@ -40,6 +40,7 @@ STOP_GRACE_S = 1.0
 CLOSE_STEP_TIMEOUT_S = 1.0
 LOG_FLUSH_TIMEOUT_S = 0.5
 BROKER_GRPC_SERVICE = "runtime.v1.BrokerService"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Never share a port with another process: a second server on the same port would steal calls.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 
@@ -68,6 +69,7 @@ class Agent:
         self.metadata = dict(metadata or {})
         self.port = 0
         self.address = ""
+        self._exit_if_orphaned()  # before any thread or channel exists: nothing to clean up yet
         self._log_handler = log_handler.install(self.identity)
         # The reporter learns our address once we are bound (start()).
         self.health = HealthReporter(self.identity, address="", broker_address=self.identity.broker_address)
@@ -84,6 +86,13 @@ class Agent:
         self._stop_requested = asyncio.Event()
         self._started = False
         self._stopped = False
+        self._signals_caught = False
+
+    def _exit_if_orphaned(self) -> None:
+        # The supervisor arms the parent-death signal, but it may have died before we were forked.
+        pid = self.identity.supervisor_pid
+        if pid and os.getppid() != pid:
+            raise SystemExit(f"{self.identity.instance_id}: the supervisor (pid {pid}) is gone; not starting")
 
     def instance(self, health: health_pb2.HealthState | None = None) -> broker_pb2.ServiceInstance:
         """This instance as the broker lists it."""
@@ -133,10 +142,9 @@ class Agent:
 
     async def start(self) -> int:
         """Serve, print READY, start health reporting, register with the broker; returns the port."""
-        pid = self.identity.supervisor_pid
-        if pid and os.getppid() != pid:
-            raise SystemExit(f"{self.identity.instance_id}: the supervisor (pid {pid}) is gone; not starting")
+        self._exit_if_orphaned()
         port = self.bind()
+        self._catch_signals()
         self.health.address = self.address
         if not self.health.broker_address and BROKER_GRPC_SERVICE in self.grpc_services:
             self.health.broker_address = self.address  # the broker finds the health service through itself
@@ -159,15 +167,26 @@ class Agent:
         self._stop_requested.set()
 
     async def wait_for_stop(self) -> None:
-        """Wait until SIGTERM or SIGINT (this is the service's own process, so it owns the signals)."""
+        """Wait until SIGTERM or SIGINT (or request_stop())."""
+        self._catch_signals()
+        await self._stop_requested.wait()
+
+    def _catch_signals(self) -> None:
+        # This is the service's own process, so it owns the signals. Installed before READY: a
+        # SIGTERM that comes right after READY must still mean "stop gracefully", not "die".
+        if self._signals_caught:
+            return
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.request_stop)
-        try:
-            await self._stop_requested.wait()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+        self._signals_caught = True
+
+    def _release_signals(self) -> None:
+        if self._signals_caught:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
+            self._signals_caught = False
 
     async def stop(self, reason: str = "shutting down") -> None:
         """NOT_SERVING, final health report, deregister, drain, detach logging. Safe to call twice."""
@@ -185,6 +204,7 @@ class Agent:
         # Side by side: the whole stop must fit in the supervisor's stop grace (lab.yaml stop_grace_s).
         await asyncio.gather(*steps)
         await self.server.stop(grace=STOP_GRACE_S)
+        self._release_signals()
         log_handler.uninstall(self._log_handler, timeout_s=LOG_FLUSH_TIMEOUT_S)
 
     async def _bounded(self, step: object, what: str) -> None:

@@ -27,6 +27,7 @@ log = logging.getLogger("runtime.services.broker")
 BROKER_GRPC_SERVICE = "runtime.v1.BrokerService"
 WATCH_QUEUE_LIMIT = 1000
 EXPIRY_TICK_S = 0.05
+STREAM_LOST_GRACE_S = 0.05
 _CLOSED = object()
 
 
@@ -117,8 +118,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                 )
         finally:
             # However the stream ended, the leases it kept alive go with it (unless re-registered).
+            # A crashed process breaks its stream a moment before the supervisor's ReportExit
+            # arrives: wait STREAM_LOST_GRACE_S so the removal carries the precise exit reason.
+            loop = asyncio.get_running_loop()
             for lease_id in leases:
-                self.registry.drop_lease(lease_id, "keepalive stream lost")
+                loop.call_later(
+                    STREAM_LOST_GRACE_S, self.registry.drop_lease, lease_id, "keepalive stream lost"
+                )
 
     async def Deregister(self, request: broker_pb2.DeregisterRequest, context: grpc.aio.ServicerContext):
         if not request.instance_id:
