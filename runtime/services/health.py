@@ -54,8 +54,11 @@ def report_problem(status: health_pb2.HealthStatus, stream_instance: str) -> str
 class HealthServicer(health_pb2_grpc.HealthServiceServicer):
     """The gRPC face of the store: ReportHealth, CheckHealth, WatchHealth, history, list."""
 
-    def __init__(self, store: HealthStore) -> None:
+    def __init__(self, store: HealthStore, broker_sync_timeout_s: float = 0.2) -> None:
         self.store = store
+        # Set when a broker is followed: UNHEALTHY reaches watchers only after the broker has it.
+        self.pusher: BrokerHealthPusher | None = None
+        self.broker_sync_timeout_s = broker_sync_timeout_s
         # instance id -> the token of its current push stream; an older stream ending later
         # (a restarted process reconnected first) must not mark the new one lost.
         self._streams: dict[str, object] = {}
@@ -145,6 +148,14 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                 await ready.wait()
                 ready.clear()
                 for event in sub.drain():
+                    if (
+                        self.pusher is not None
+                        and event.new_state == UNHEALTHY
+                        and event.old_state != UNHEALTHY
+                    ):
+                        await self.pusher.wait_delivered(
+                            event.instance_id, event.timestamp, self.broker_sync_timeout_s
+                        )
                     yield event
         finally:
             self.store.unsubscribe(sub)
@@ -195,7 +206,7 @@ class HealthService:
             subscriber_queue=s.subscriber_queue,
             max_instances=s.max_instances,
         )
-        self.servicer = HealthServicer(self.store)
+        self.servicer = HealthServicer(self.store, s.broker_sync_timeout_s)
         self.prober: Prober | None = None
         self.pusher: BrokerHealthPusher | None = None
         self.broker: BrokerFollower | None = None
@@ -208,6 +219,7 @@ class HealthService:
             self.pusher = BrokerHealthPusher(identity.broker_address, self.settings)
             self.store.add_listener(self.pusher.on_event)
             self.pusher.start()
+            self.servicer.pusher = self.pusher
             self.broker = BrokerFollower(
                 identity.broker_address, self.store, self.prober, self.pusher, self.settings
             )

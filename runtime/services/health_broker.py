@@ -34,24 +34,53 @@ SNAPSHOT_END = broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END
 class BrokerHealthPusher:
     """Sends the latest state of each changed instance to the broker (SetInstanceHealth)."""
 
+    MAX_TRACKED = 10_000
+
     def __init__(self, broker_address: str, settings: HealthSettings) -> None:
         self.settings = settings
         self._channel = grpc.aio.insecure_channel(broker_address)
         self._stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
-        self._pending: dict[str, tuple[int, str]] = {}
+        self._pending: dict[str, tuple[int, str, int]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # instance id -> timestamp (ms) of the newest state the broker has acknowledged.
+        self._delivered: dict[str, int] = {}
+        self._delivered_changed = asyncio.Condition()
         self.sent = 0
 
     def on_event(self, event: health_pb2.HealthEvent) -> None:
         """Store listener: queue a state change for the broker (never blocks)."""
         if event.old_state != event.new_state:
-            self.push(event.instance_id, event.new_state, event.reason)
+            self.push(event.instance_id, event.new_state, event.reason, event.timestamp)
 
-    def push(self, instance_id: str, state: int, reason: str) -> None:
+    def push(self, instance_id: str, state: int, reason: str, timestamp: int = 0) -> None:
         """Queue ``state`` for ``instance_id``, replacing any older pending state."""
-        self._pending[instance_id] = (state, reason)
+        self._pending[instance_id] = (state, reason, timestamp)
         self._wake.set()
+
+    async def wait_delivered(self, instance_id: str, timestamp: int, timeout_s: float) -> bool:
+        """Wait until the broker has the instance's state as of ``timestamp`` (False on timeout).
+
+        WatchHealth waits for this before telling subscribers an instance is UNHEALTHY, so whoever
+        sees UNHEALTHY can rely on the broker no longer handing that instance out.
+        """
+
+        def done() -> bool:
+            return self._delivered.get(instance_id, 0) >= timestamp
+
+        async with self._delivered_changed:
+            try:
+                await asyncio.wait_for(self._delivered_changed.wait_for(done), timeout_s)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _mark_delivered(self, instance_id: str, timestamp: int) -> None:
+        if len(self._delivered) > self.MAX_TRACKED and instance_id not in self._delivered:
+            self._delivered.clear()  # bounded; the next waiters simply find nothing and time out
+        self._delivered[instance_id] = max(self._delivered.get(instance_id, 0), timestamp)
+        async with self._delivered_changed:
+            self._delivered_changed.notify_all()
 
     def start(self) -> None:
         """Start the sending task."""
@@ -71,17 +100,18 @@ class BrokerHealthPusher:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                instance_id, (state, reason) = next(iter(self._pending.items()))
+                instance_id, (state, reason, timestamp) = next(iter(self._pending.items()))
                 del self._pending[instance_id]
                 req = broker_pb2.SetInstanceHealthRequest(instance_id=instance_id, state=state, reason=reason)
                 try:
                     await self._stub.SetInstanceHealth(req, timeout=self.settings.call_timeout_s)
                     self.sent += 1
                     backoff = self.settings.reconnect_initial_s
+                    await self._mark_delivered(instance_id, timestamp)
                 except grpc.aio.AioRpcError as err:
                     log.debug("SetInstanceHealth(%s) failed: %s", instance_id, err.code().name)
                     # Keep it unless a newer state arrived meanwhile, then retry after a pause.
-                    self._pending.setdefault(instance_id, (state, reason))
+                    self._pending.setdefault(instance_id, (state, reason, timestamp))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.settings.reconnect_max_s)
 
@@ -158,7 +188,7 @@ class BrokerFollower:
                 self.prober.track(inst.service_name, inst.instance_id, inst.address)
             # The broker's view differs from ours (a re-registration, a broker restart): resend.
             if record.state != UNKNOWN and inst.health != record.state:
-                self.pusher.push(inst.instance_id, record.state, record.message)
+                self.pusher.push(inst.instance_id, record.state, record.message, record.updated_ms)
         elif event.type == REMOVED:
             self._removed(inst.instance_id, inst.service_name, event.reason)
 

@@ -38,6 +38,8 @@ class HealthSettings:
     reconnect_max_s: float = 1.0
     # Calls to the broker (SetInstanceHealth) and the supervisor give up after this long.
     call_timeout_s: float = 2.0
+    # WatchHealth holds an UNHEALTHY event back until the broker has it, at most this long.
+    broker_sync_timeout_s: float = 0.2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HealthSettings:
