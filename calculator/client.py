@@ -7,7 +7,8 @@
 Job: ``python -m calculator.client add 2 3 [--correlation-id req-123] [--timeout-s 5]`` writes one
 JSON object per line on stdout (keys ts, level, message, correlation_id, service, instance, plus
 extras; the last line carries result, served_by and elapsed_ms). Exit 0 on success; on failure an
-ERROR line "<STATUS>: <details>" with key grpc_code and exit 1; bad usage exits 2.
+ERROR line "<STATUS>: <details>" with key grpc_code and exit 1; bad usage (or no LAB_BROKER_ADDR)
+writes an ERROR line starting with the problem and the usage, and exits 2.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -26,12 +28,12 @@ from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.agent import correlation
 from runtime.agent.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
 from runtime.errors import ClientError, DiscoveryError
-from runtime.identity import Identity
+from runtime.identity import ENV_BROKER_ADDR, Identity
 
 log = logging.getLogger("calculator.client")
 
-# The seed's name for the lookup: the broker logs "Lookup CalculatorService" with the request's id.
-LOOKUP_NAME = "CalculatorService"
+GRPC_SERVICE = "calculator.v1.CalculatorService"  # what every client in every language looks up
+LANGUAGE = "python"
 DEFAULT_JOB_SERVICE = "client-python"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FIELDS_ATTR = "lab_fields"  # extra={"lab_fields": {...}}: keys added to the JSON line
@@ -100,7 +102,7 @@ class CalculatorClient:
             log.info("Calling %s", call_text(operation, a, b))
             if self._stub is None:
                 # The first lookup runs inside the correlation scope, so the broker logs it with cid.
-                self._channel = connect(LOOKUP_NAME, self.broker_address, timeout_s=self.timeout_s)
+                self._channel = connect(GRPC_SERVICE, self.broker_address, timeout_s=self.timeout_s)
                 self._stub = calculator_pb2_grpc.CalculatorServiceStub(self._channel)
             try:
                 response = getattr(self._stub, operation)(
@@ -122,6 +124,13 @@ class CalculatorClient:
                 "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
             }
             log.info("Result: %s", fmt(response.result), extra={FIELDS_ATTR: fields})
+            # The seed's teaching line, the same in every language: "rust client called python server".
+            teaching = {
+                "client_language": LANGUAGE,
+                "server_language": served.language,
+                "server_instance": served.instance_id,
+            }
+            log.info("%s client called %s server", LANGUAGE, served.language, extra={FIELDS_ATTR: teaching})
             return response.result
 
 
@@ -152,10 +161,17 @@ class JsonLineHandler(logging.Handler):
             self.handleError(record)
 
 
+class _UsageError(Exception):
+    """Bad command-line usage: reported as a JSON ERROR line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message}; {self.format_usage().strip()}")
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m calculator.client", description="Call the lab calculator once."
-    )
+    parser = _Parser(prog="python -m calculator.client", description="Call the lab calculator once.")
     parser.add_argument("operation", type=str.lower, choices=[op.lower() for op in _REQUESTS])
     parser.add_argument("a", type=float)
     parser.add_argument("b", type=float)
@@ -163,30 +179,54 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of lookup and call"
     )
-    parser.add_argument("--broker", default=None, help="broker address (default: $LAB_BROKER_ADDR)")
+    parser.add_argument("--broker", default=None, help=f"broker address (default: ${ENV_BROKER_ADDR})")
     return parser.parse_args(argv)
 
 
+def _failure(exc: DiscoveryError) -> tuple[str, str]:
+    """The status name and the ERROR message for a discovery failure."""
+    code = "NOT_FOUND" if str(exc).startswith("no instances") else "UNAVAILABLE"
+    return code, f"{code}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one call as a job; returns the exit code."""
-    args = _parse(argv)  # exits 2 on bad usage
+    """Run one call as a job; returns the exit code (0 ok, 1 failed, 2 bad usage)."""
     identity = Identity.from_env(default_service=DEFAULT_JOB_SERVICE)
     root = logging.getLogger()
     handler = JsonLineHandler(identity)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    client = CalculatorClient(args.broker, timeout_s=args.timeout_s)
+    try:
+        return _run(argv)
+    finally:
+        root.removeHandler(handler)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        args = _parse(argv)
+    except _UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     with correlation.use(args.correlation_id or correlation.new_id()):
+        broker = args.broker or os.environ.get(ENV_BROKER_ADDR, "")
+        if not broker:
+            log.error(
+                "%s is not set: the client finds servers only through the broker (or pass --broker)",
+                ENV_BROKER_ADDR,
+            )
+            return EXIT_USAGE
+        client = CalculatorClient(broker, timeout_s=args.timeout_s)
         try:
             getattr(client, args.operation)(args.a, args.b)
             return EXIT_OK
         except ClientError as exc:
             log.error("%s", exc, extra={FIELDS_ATTR: {"grpc_code": exc.code}})
         except DiscoveryError as exc:
-            log.error("UNAVAILABLE: %s", exc, extra={FIELDS_ATTR: {"grpc_code": "UNAVAILABLE"}})
+            code, message = _failure(exc)
+            log.error("%s", message, extra={FIELDS_ATTR: {"grpc_code": code}})
         finally:
             client.close()
-            root.removeHandler(handler)
     return EXIT_FAILED
 
 

@@ -104,9 +104,9 @@ def test_client_library(lab, caplog: pytest.LogCaptureFixture) -> None:
         assert info.value.code == "INVALID_ARGUMENT"
         assert str(info.value) == "INVALID_ARGUMENT: division by zero"
     messages = [r.getMessage() for r in caplog.records if r.name == "calculator.client"]
-    assert messages[:2] == ["Calling Add(2,3)", "Result: 5"]
+    assert messages[:3] == ["Calling Add(2,3)", "Result: 5", "python client called python server"]
     # The lookup carried the client's correlation id: the broker logged it with that id.
-    line = broker.wait_for_line('"Lookup CalculatorService"')
+    line = broker.wait_for_line('"Lookup calculator.v1.CalculatorService"')
     assert json.loads(line)["correlation_id"] == "req-123"
 
 
@@ -129,12 +129,16 @@ def test_job_json_lines_and_exit_codes(lab) -> None:
     assert ok.returncode == 0, ok.stderr
     lines = json_lines(ok.stdout.splitlines())
     assert len(lines) == len(ok.stdout.splitlines()), "every stdout line is one JSON object"
-    assert [line["message"] for line in lines] == ["Calling Add(2,3)", "Result: 5"]
+    assert [line["message"] for line in lines] == [
+        "Calling Add(2,3)",
+        "Result: 5",
+        "python client called python server",
+    ]
     for line in lines:
         assert {"ts", "level", "message", "correlation_id", "service", "instance"} <= set(line)
         assert (line["level"], line["correlation_id"]) == ("INFO", "req-123")
         assert (line["service"], line["instance"]) == ("client-python", "client-python-1")
-    final = lines[-1]
+    final = lines[1]
     assert final["result"] == 5 and isinstance(final["result"], int)
     assert final["served_by"] == {
         "instance_id": "calculator-1",
@@ -152,8 +156,26 @@ def test_job_json_lines_and_exit_codes(lab) -> None:
         "INVALID_ARGUMENT",
     )
 
-    assert run_job("add", "2", broker=broker.address).returncode == 2
-    assert run_job("power", "2", "3", broker=broker.address).returncode == 2
+    for bad in (["add", "2"], ["power", "2", "3"]):
+        usage = run_job(*bad, broker=broker.address)
+        assert usage.returncode == 2
+        error = json_lines(usage.stdout.splitlines())[-1]
+        assert error["level"] == "ERROR" and "usage: python -m calculator.client" in error["message"]
+    unset = run_job("add", "2", "3", broker="")
+    assert unset.returncode == 2
+    assert "LAB_BROKER_ADDR is not set" in json_lines(unset.stdout.splitlines())[-1]["message"]
+
+
+def test_job_with_no_registered_server(tmp_path: Path) -> None:
+    broker = start_service("runtime.services.broker", tmp_path, service="broker", instance="broker-1")
+    try:
+        failed = run_job("add", "1", "2", broker=broker.address)
+    finally:
+        broker.stop()
+    assert failed.returncode == 1
+    error = json_lines(failed.stdout.splitlines())[-1]
+    assert error["grpc_code"] == "NOT_FOUND"
+    assert error["message"].startswith("NOT_FOUND: no instances of calculator.v1.CalculatorService")
 
 
 def test_job_without_reachable_broker() -> None:
