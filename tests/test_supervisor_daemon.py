@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from procs.labd import PROCS, ROOT, LabDaemon, child, pid_alive, wait_until, write_lab
 
 from runtime.v1 import supervisor_pb2 as pb
@@ -89,25 +90,28 @@ def test_sigterm_is_graceful_and_stubborn_child_gets_sigkill(tmp_path: Path, lab
         assert stopped and "killed by SIGKILL" in stopped[-1].reason
 
 
-def test_sigkilled_daemon_takes_children_with_it(tmp_path: Path, lab_dir: Path) -> None:
-    with LabDaemon(lab_dir, _lab_with_two(tmp_path)) as d:
+def test_sigkilled_daemon_takes_children_and_grandchildren_with_it(tmp_path: Path, lab_dir: Path) -> None:
+    with LabDaemon(lab_dir, _lab_with_two(tmp_path, "--spawn-grandchild")) as d:
         for iid in ("base-1", "app-1", "app-2"):
             d.wait_state(iid, pb.PROCESS_STATE_RUNNING)
         children = {p.pid for p in d.processes().values()}
         assert len(children) == 3
+        tree = wait_until(lambda: len(t := _tree_pids(d)) == 5 and t, 5, "two grandchildren")
         os.kill(d.proc.pid, signal.SIGKILL)
-        d.wait_exit()
-        # PR_SET_PDEATHSIG reaches the children only: a grandchild a service spawns itself is not
-        # armed (see the report), so this lab has none.
-        wait_until(lambda: not [p for p in children if pid_alive(p)], 5, "children to die with the daemon")
-        assert d.proc.returncode == -signal.SIGKILL
+        assert d.wait_exit() == -signal.SIGKILL
+        # Children by their parent-death signal, grandchildren by the group keeper.
+        wait_until(lambda: not [p for p in tree if pid_alive(p)], 5, "the whole tree to die with the daemon")
         # A SIGKILLed daemon cannot remove supervisor.json, but its lock died with it.
         assert (lab_dir / "supervisor.json").exists()
 
 
 def test_lab_stops_after_lease_holder_is_killed(tmp_path: Path, lab_dir: Path) -> None:
     config = write_lab(tmp_path, {"svc": {"command": child(), **FAST}})
-    with LabDaemon(lab_dir, config, linger_s=0.5) as d:
+    linger_s = 1.5
+    with LabDaemon(lab_dir, config, linger_s=linger_s) as d:
+        # The test holds a lease until the holder has its own: a slow holder start must not let
+        # the lab linger out first.
+        mine = d.stub.AcquireLease(pb.AcquireLeaseRequest(holder="test", ttl_ms=30000), timeout=5)
         holder = subprocess.Popen(
             [sys.executable, str(PROCS / "lease_holder.py"), d.info["address"], "600"],
             cwd=ROOT,
@@ -116,10 +120,12 @@ def test_lab_stops_after_lease_holder_is_killed(tmp_path: Path, lab_dir: Path) -
         )
         try:
             assert holder.stdout is not None and holder.stdout.readline().startswith("LEASED")
+            d.stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=mine.lease_id), timeout=5)
             pid = d.wait_state("svc-1", pb.PROCESS_STATE_RUNNING).pid
-            # Longer than linger: the held lease keeps the lab alive.
-            wait_until(lambda: d.stub.GetLabInfo(pb.GetLabInfoRequest(), timeout=5).leases == 1)
-            assert d.proc.poll() is None
+            # Longer than linger: the holder's renewed lease keeps the lab alive.
+            with pytest.raises(subprocess.TimeoutExpired):
+                d.proc.wait(timeout=linger_s + 0.5)
+            assert d.stub.GetLabInfo(pb.GetLabInfoRequest(), timeout=5).leases == 1
             holder.kill()
         finally:
             holder.wait(timeout=10)

@@ -160,7 +160,7 @@ def test_no_ready_times_out_and_is_killed(lab) -> None:
         }
     )
     failed = d.wait_event("svc-1", pb.PROCESS_EVENT_KIND_START_FAILED)[0]
-    assert "no READY line within 0.5s" in failed.reason and "stuck" in failed.reason
+    assert "no READY line within 2s" in failed.reason and "stuck" in failed.reason
     exited = d.wait_event("svc-1", pb.PROCESS_EVENT_KIND_EXITED)[0]
     assert exited.reason == "killed by SIGKILL"
     assert not pid_alive(failed.pid)

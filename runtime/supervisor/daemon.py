@@ -6,6 +6,8 @@ ListProcesses for readiness). It lives while a lease is held; when none has been
 (or on Shutdown, SIGTERM, SIGINT) it stops the services in reverse dependency order, removes
 supervisor.json, releases the lock and exits 0.
 
+A group keeper (keeper.py) SIGKILLs every lab process group if the daemon itself is killed.
+
 Signals: the daemon is its own process in its own session, so it may own SIGTERM/SIGINT. The
 handlers only record the request; the event loop does the work. A second signal forces: every
 process group gets SIGKILL at once.
@@ -29,6 +31,7 @@ import grpc
 from runtime.identity import LOOPBACK
 from runtime.supervisor.config import LabConfig
 from runtime.supervisor.jobs import JobRunner
+from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.leases import LeaseTable
 from runtime.supervisor.manager import Manager
 from runtime.supervisor.metrics import sample_forever
@@ -126,6 +129,9 @@ class Daemon:
     async def run(self) -> int:
         """Serve until shut down; returns the exit code (0)."""
         loop = asyncio.get_running_loop()
+        keeper = GroupKeeper(self.lab_dir)
+        keeper.start()  # first, before gRPC starts its threads
+        self.manager.keeper = keeper
         manager_task = asyncio.create_task(self.manager.run())
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_SupervisorServiceServicer_to_server(SupervisorServicer(self), server)
@@ -173,6 +179,7 @@ class Daemon:
             await server.stop(SERVER_STOP_GRACE_S)
             manager_task.cancel()
             await asyncio.gather(manager_task, *helpers, return_exceptions=True)
+            keeper.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.lab_dir, INFO_FILE))
         return 0

@@ -96,6 +96,9 @@ class JobRunner:
             asyncio.create_task(read_lines(proc.stderr, "stderr", sink)),
         ]
         self.running_pids.add(proc.pid)
+        keeper = self.manager.keeper
+        if keeper is not None:
+            keeper.add(proc.pid)
         timed_out = False
         try:
             try:
@@ -108,6 +111,8 @@ class JobRunner:
         finally:
             self.running_pids.discard(proc.pid)
             signal_group(proc.pid, signal.SIGKILL)  # leftovers in its group
+            if keeper is not None:
+                keeper.remove(proc.pid)
             if proc.returncode is None:  # cancelled while running
                 await proc.wait()
             _, pending = await asyncio.wait(readers, timeout=DRAIN_S)

@@ -27,6 +27,7 @@ from runtime import identity as ident
 from runtime.supervisor.broker_link import BrokerLink
 from runtime.supervisor.config import LabConfig, ServiceSpec, missing_requirement, resolve_command
 from runtime.supervisor.events import EventLog
+from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.output import OutputCallback
 from runtime.supervisor.policy import Action, RestartTracker
 from runtime.supervisor.process import ChildWatch, Instance, describe_exit, signal_group, spawn
@@ -55,6 +56,7 @@ class Lifecycle:
         self._queue = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._broker = BrokerLink()
+        self.keeper: GroupKeeper | None = None  # the daemon sets it; None in embedded use
         for spec in config.services.values():
             for index in range(1, spec.instances + 1):
                 self._add_instance(spec, index)
@@ -201,6 +203,8 @@ class Lifecycle:
                 _K.PROCESS_EVENT_KIND_START_FAILED,
             )
             return
+        if self.keeper is not None:
+            self.keeper.add(proc.pid)
         inst.generation += 1
         inst.pid = proc.pid
         inst.state = _K.PROCESS_STATE_STARTING
@@ -279,6 +283,8 @@ class Lifecycle:
         inst.cancel_timer()
         pid = inst.pid
         signal_group(pid, signal.SIGKILL)  # grandchildren left in the group go with it
+        if self.keeper is not None:
+            self.keeper.remove(pid)
         was_starting = inst.state == _K.PROCESS_STATE_STARTING and not inst.start_failed
         reason = describe_exit(returncode)
         inst.exit_code = returncode
