@@ -350,3 +350,28 @@ def test_sigterm_exits_zero(tmp_path: Path) -> None:
     proc = start_service("runtime.services.broker", tmp_path, service="broker", instance="broker-9")
     proc.signal(15)
     assert proc.wait() == 0
+
+
+def test_report_exit_right_after_stream_loss_names_the_exit(stub) -> None:
+    """A crash breaks the keepalive stream first; the supervisor's reason still wins."""
+    name = unique()
+    lease = stub.Register(
+        broker_pb2.RegisterRequest(instance=instance(name, pid=77)), timeout=WAIT_S
+    ).lease_id
+    requests: queue.Queue[broker_pb2.KeepAliveRequest | None] = queue.Queue()
+    call = stub.KeepAlive(iter(requests.get, None))
+    watch = Watch(stub, name)
+    try:
+        watch.next(), watch.next()
+        requests.put(broker_pb2.KeepAliveRequest(lease_id=lease))
+        next(call)
+        call.cancel()
+        stub.ReportExit(
+            broker_pb2.ReportExitRequest(instance_id=f"{name}-1", pid=77, reason="process exited (SIGKILL)"),
+            timeout=WAIT_S,
+        )
+        gone = watch.next()
+        assert (gone.type, gone.reason) == (REMOVED, "process exited (SIGKILL)")
+    finally:
+        call.cancel()
+        watch.close()

@@ -9,6 +9,7 @@ from runtime.services.registry import (
     REMOVED,
     UPDATED,
     Registry,
+    RegistryFull,
     RevisionNotKept,
     UnknownLease,
 )
@@ -168,3 +169,12 @@ def test_snapshot_and_listeners(reg: Registry) -> None:
     ]
     assert [e.instance.instance_id for e in seen] == ["calculator-1", "logger-1"]
     assert ids(reg.instances()) == ["calculator-1", "logger-1"]
+
+
+def test_registry_is_bounded(clock: FakeClock) -> None:
+    reg = Registry(clock=clock, max_instances=2)
+    reg.register(calc("calculator-1"))
+    reg.register(calc("calculator-2"))
+    reg.register(calc("calculator-2"))  # replacing an instance is not growth
+    with pytest.raises(RegistryFull, match="already holds 2 instances"):
+        reg.register(calc("calculator-3"))

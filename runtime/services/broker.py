@@ -19,7 +19,15 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.services.registry import SNAPSHOT_END, Registry, RevisionNotKept, UnknownLease, matches, now_ms
+from runtime.services.registry import (
+    SNAPSHOT_END,
+    Registry,
+    RegistryFull,
+    RevisionNotKept,
+    UnknownLease,
+    matches,
+    now_ms,
+)
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 log = logging.getLogger("runtime.services.broker")
@@ -87,6 +95,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             lease_id, ttl_ms, revision = self.registry.register(request.instance, request.ttl_ms)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except RegistryFull as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         log.info(
             "Registered %s (%s) at %s",
             request.instance.instance_id,

@@ -23,6 +23,7 @@ DEFAULT_TTL_MS = 5000
 MIN_TTL_MS = 100
 MAX_TTL_MS = 10 * 60 * 1000
 HISTORY_LIMIT = 1000
+MAX_INSTANCES = 1000
 REVISION_BASE_PER_MS = 1000
 
 ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED
@@ -36,6 +37,10 @@ HIDDEN_STATES = frozenset({health_pb2.UNHEALTHY})
 
 class UnknownLease(KeyError):
     """The lease id is not (or no longer) registered: the instance must register again."""
+
+
+class RegistryFull(Exception):
+    """The registry already holds MAX_INSTANCES instances."""
 
 
 class RevisionNotKept(LookupError):
@@ -90,10 +95,12 @@ class Registry:
         self,
         *,
         history_limit: int = HISTORY_LIMIT,
+        max_instances: int = MAX_INSTANCES,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._clock = clock
+        self._max_instances = max_instances
         self._wall_ms = wall_ms
         self._entries: dict[str, _Entry] = {}
         self._by_lease: dict[str, str] = {}
@@ -119,6 +126,11 @@ class Registry:
         if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
             raise ValueError(
                 f"ttl_ms {ttl_ms} is out of range; use {MIN_TTL_MS}..{MAX_TTL_MS} (0 means {DEFAULT_TTL_MS})"
+            )
+        if instance.instance_id not in self._entries and len(self._entries) >= self._max_instances:
+            raise RegistryFull(
+                f"the broker already holds {self._max_instances} instances; deregister some "
+                "(or stop the lab's extra instances) before registering more"
             )
         old = self._entries.pop(instance.instance_id, None)
         if old is not None:
