@@ -142,3 +142,15 @@ def test_leases_and_watch_replay(d: LabDaemon) -> None:
     live = next(stream)
     stream.cancel()
     assert live.seq > replayed[-1].seq and live.kind == pb.PROCESS_EVENT_KIND_SIGNALED
+
+
+def test_list_process_events_pages_by_seq(d: LabDaemon) -> None:
+    everything = d.stub.ListProcessEvents(pb.ListProcessEventsRequest(), timeout=5).events
+    seqs = [e.seq for e in everything]
+    assert seqs == sorted(seqs) and len(seqs) >= 4  # 2 x SPAWNED + 2 x READY at least
+    page = d.stub.ListProcessEvents(pb.ListProcessEventsRequest(after_seq=seqs[0], limit=2), timeout=5).events
+    assert [e.seq for e in page] == seqs[1:3]
+    only = d.stub.ListProcessEvents(pb.ListProcessEventsRequest(service="svc"), timeout=5).events
+    assert only and all(e.service == "svc" for e in only)
+    code, _ = _code(lambda: d.stub.ListProcessEvents(pb.ListProcessEventsRequest(service="nope"), timeout=5))
+    assert code == grpc.StatusCode.NOT_FOUND

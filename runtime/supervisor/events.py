@@ -106,6 +106,11 @@ class EventLog:
         items = [e for e in self._history if not service or e.service == service]
         return items[-count:]
 
+    def after(self, after_seq: int, limit: int = 0, service: str = "") -> list[pb.ProcessEvent]:
+        """Kept events with seq > ``after_seq`` (optionally of one service), oldest first, at most ``limit``."""
+        items = [e for e in self._history if e.seq > after_seq and (not service or e.service == service)]
+        return items[:limit] if limit > 0 else items
+
     def subscribe(self, service: str = "", maxsize: int = SUBSCRIBER_QUEUE_SIZE) -> Subscription:
         """A live subscription; call ``close()`` when done."""
         sub = Subscription(self, service, maxsize)

@@ -166,6 +166,16 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
         finally:
             sub.close()
 
+    async def ListProcessEvents(
+        self, request: pb.ListProcessEventsRequest, context: Any
+    ) -> pb.ListProcessEventsResponse:
+        if request.service:
+            await self._select(context, request.service, "")
+        if request.after_seq < 0 or request.limit < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "after_seq and limit must be >= 0")
+        events = self.manager.events.after(request.after_seq, request.limit, request.service)
+        return pb.ListProcessEventsResponse(events=events)
+
     async def GetProcessOutput(
         self, request: pb.GetProcessOutputRequest, context: Any
     ) -> pb.GetProcessOutputResponse:
