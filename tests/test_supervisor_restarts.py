@@ -154,7 +154,7 @@ def test_no_ready_times_out_and_is_killed(lab) -> None:
         {
             "svc": {
                 "command": child("--no-ready", "--say", "stuck"),
-                "ready_timeout_s": 0.5,
+                "ready_timeout_s": 2.0,
                 "restart": "never",
             }
         }
