@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 from typing import Any
 
 import ipywidgets as widgets
@@ -69,7 +68,9 @@ def timeline_figure(history: pd.DataFrame, title: str = "Health per instance") -
 
 def states_html(health: pd.DataFrame) -> str:
     """The current states as a small colored HTML table."""
-    head = "".join(f"<th style='padding:2px 8px'>{c}</th>" for c in ("service", "instance", "state", "message"))
+    head = "".join(
+        f"<th style='padding:2px 8px'>{c}</th>" for c in ("service", "instance", "state", "message")
+    )
     rows = []
     for _, r in health.iterrows():
         color = STATE_COLORS.get(r.state, "#000")
@@ -89,7 +90,9 @@ class HealthBoard:
         self.lab = lab
         self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
         self.table = widgets.HTML()
-        self.log = widgets.Output(layout=widgets.Layout(max_height="180px", overflow="auto", border="1px solid #ddd"))
+        self.log = widgets.Output(
+            layout=widgets.Layout(max_height="180px", overflow="auto", border="1px solid #ddd")
+        )
         self.figure = go.FigureWidget(layout=go.Layout(title="Health per instance", height=260))
         self.widget = widgets.VBox([self.table, self.log, self.figure])
         self._dirty = threading.Event()
@@ -118,7 +121,9 @@ class HealthBoard:
     def _on_change(self, change: Any) -> None:
         # Called on the watch thread: only note the change; the redraw thread batches.
         if not change.snapshot:
-            when = change.time.tz_convert(None).strftime("%H:%M:%S.%f")[:-3] if change.time is not None else ""
+            when = (
+                change.time.tz_convert(None).strftime("%H:%M:%S.%f")[:-3] if change.time is not None else ""
+            )
             self.log.append_stdout(
                 f"{when} {change.instance}: {change.old_state} -> {change.new_state} ({change.reason})\n"
             )
@@ -132,10 +137,10 @@ class HealthBoard:
             self._dirty.clear()
             try:
                 self.redraw()
-            except Exception as err:  # noqa: BLE001 - a stopped lab must not kill the thread noisily
-                self.log.append_stdout(f"redraw stopped: {err}\n")
-                return
-            time.sleep(self.min_redraw_s)
+            except Exception as err:  # noqa: BLE001 - e.g. the health service restarts: try again
+                self.log.append_stdout(f"redraw failed ({err}); retrying\n")
+                self._dirty.set()
+            self._stop.wait(self.min_redraw_s)
 
     def redraw(self) -> None:
         """Read states and history once and repaint table and timeline."""

@@ -39,7 +39,7 @@ log = logging.getLogger("runtime.agent.health")
 
 HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RECONNECT_INITIAL_S = 0.05
-RECONNECT_MAX_S = 0.5
+RECONNECT_MAX_S = 0.25
 LOOKUP_TIMEOUT_S = 1.0
 FINAL_REPORT_TIMEOUT_S = 1.0
 
