@@ -28,6 +28,7 @@ def d(tmp_path: Path, lab_dir: Path):
             "echo": {"command": ["python", "-c", echo], "env": {"CODE": "0"}},
             "sleepy": {"command": ["python", "-c", "import time; time.sleep(30)"]},
             "rust": {"command": ["bin/client"], "requires": ["bin/client"], "language": "rust"},
+            "typo": {"command": ["no-such-client-xyz"]},
         },
     )
     daemon = LabDaemon(lab_dir, config).start()
@@ -106,9 +107,11 @@ def test_bad_input_statuses(d: LabDaemon) -> None:
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown signal 'SIGNOPE'" in msg
     code, msg = _code(lambda: s.RunJob(pb.RunJobRequest(job="nope"), timeout=5))
-    assert code == grpc.StatusCode.NOT_FOUND and "known jobs: echo, sleepy, rust" in msg
+    assert code == grpc.StatusCode.NOT_FOUND and "known jobs: echo, sleepy, rust, typo" in msg
     code, msg = _code(lambda: s.RunJob(pb.RunJobRequest(job="rust"), timeout=5))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "job rust needs bin/client" in msg
+    code, msg = _code(lambda: s.RunJob(pb.RunJobRequest(job="typo"), timeout=5))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "command 'no-such-client-xyz' not found" in msg
     code, _ = _code(lambda: s.RenewLease(pb.RenewLeaseRequest(lease_id="nope"), timeout=5))
     assert code == grpc.StatusCode.NOT_FOUND
     code, _ = _code(lambda: s.ListProcesses(pb.ListProcessesRequest(service="nope"), timeout=5))

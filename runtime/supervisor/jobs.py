@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import shutil
 import signal
 import time
 from collections import defaultdict
@@ -74,6 +76,11 @@ class JobRunner:
         if missing:
             raise JobUnavailable(f"job {job} needs {missing}, which is not found; install or build it first")
         argv = resolve_command(spec.command, root) + list(args)
+        if not os.path.exists(argv[0]) and not shutil.which(argv[0]):
+            raise JobUnavailable(
+                f"job {job}: command {spec.command[0]!r} not found (not on PATH, not under {root}); "
+                f"install it or fix jobs.{job}.command"
+            )
         instance_id = f"{job}-{next(self._counters[job])}"
         full_env = self.manager.child_env(job, instance_id, spec.language, {**spec.env, **env})
         started = time.monotonic()

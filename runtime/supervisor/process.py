@@ -33,7 +33,7 @@ SETPRIV = shutil.which("setpriv")
 HEALTH_RPC_TIMEOUT_S = 0.5
 HEALTH_RETRY_S = 0.05
 # After the child exits, how long to wait for its pipes to drain (a grandchild may hold them).
-DRAIN_S = 0.5
+DRAIN_S = 0.2
 
 Post = Callable[..., None]  # manager.post(handler, *args)
 
