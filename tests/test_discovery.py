@@ -176,3 +176,28 @@ def test_connect_aio_round_robin_and_removal(calculators, broker: ServiceProcess
 def test_connect_aio_no_instances(broker: ServiceProcess) -> None:
     with pytest.raises(DiscoveryError, match="no instances of calculator.v1.CalculatorService"):
         asyncio.run(connect_aio(CALC, broker.address))
+
+
+def test_follows_a_restarted_broker(calculators, lab_dir: Path, broker: ServiceProcess, broker_stub) -> None:
+    """The watch cannot resume on a new broker (its revisions are newer): it lists again."""
+    wait_registered(broker_stub, ["calculator-1", "calculator-2"])
+    with connect(CALC, broker.address) as channel:
+        stub = calculator_pb2_grpc.CalculatorServiceStub(channel)
+        old_revision = channel.rotation.revision
+        port = broker.port
+        assert broker.stop() == 0
+        assert len(served_by(stub, 2)) == 2, "calls go on while the broker is down"
+        second = start_service(
+            "runtime.services.broker", lab_dir, service="broker", instance="broker-1",
+            env={"LAB_PORT": str(port), "LAB_PORT_STRICT": "1"},
+        )  # fmt: skip
+        try:
+            with grpc.insecure_channel(second.address) as raw:
+                new_stub = broker_pb2_grpc.BrokerServiceStub(raw)
+                wait_registered(new_stub, ["calculator-1", "calculator-2"])
+                new_stub.ReportExit(broker_pb2.ReportExitRequest(instance_id="calculator-1"), timeout=WAIT_S)
+            wait_rotation(channel, ["calculator-2"], timeout_s=3.0)
+            assert channel.rotation.revision > old_revision
+            assert served_by(stub, 2) == ["calculator-2"] * 2
+        finally:
+            second.stop()

@@ -112,6 +112,10 @@ class Registration:
                     exc.code().name,
                     exc.details(),
                 )
+            except Exception as exc:  # noqa: BLE001 - a lost broker must never end the service
+                if self._closing:
+                    return
+                log.warning("broker registration failed (%r); registering again", exc)
             self.lease_id = ""
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -132,15 +136,23 @@ class Registration:
     async def _keep_alive(self, stub: broker_pb2_grpc.BrokerServiceStub) -> None:
         interval = self.ttl_ms / 1000 / KEEPALIVE_FRACTION
         call = stub.KeepAlive()
+        ended = asyncio.Event()
+        # Notice a broken stream (broker stopped or restarted) at once, not at the next renewal.
+        call.add_done_callback(lambda _call: ended.set())
         try:
             while not self._closing:
                 await call.write(broker_pb2.KeepAliveRequest(lease_id=self.lease_id))
                 # A broker that stops answering for a whole TTL has dropped us anyway.
                 response = await asyncio.wait_for(call.read(), self.ttl_ms / 1000)
                 if response is grpc.aio.EOF:
-                    log.info("broker ended the keepalive stream (%s)", (await call.code()).name)
-                    return
-                await asyncio.sleep(interval)
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), interval)
+                if call.done():
+                    break
+            if call.done() and not self._closing:
+                code = await call.code()
+                log.info("broker ended the keepalive stream (%s: %s)", code.name, await call.details())
         except TimeoutError:
             log.info("broker did not answer a keepalive within %d ms", self.ttl_ms)
         finally:
