@@ -6,6 +6,8 @@ runtime/services/registry.py; this module maps it onto gRPC (statuses, streams, 
 
 A watcher gets a bounded queue: one that falls more than WATCH_QUEUE_LIMIT events behind is ended
 with RESOURCE_EXHAUSTED and told the revision to resume from, so it never misses an event silently.
+Lookups hide UNHEALTHY instances; watches show every instance with its health (an UNHEALTHY one
+arrives as an UPDATED event), so a watcher decides itself what to do with it.
 The broker serves itself through the agent and lists itself in its own registry.
 """
 
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from runtime.agent import Agent
+from runtime.identity import Identity
 from runtime.services.registry import (
     SNAPSHOT_END,
     Registry,
@@ -233,7 +237,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 async def main() -> None:
     """Serve the broker until SIGTERM/SIGINT."""
     registry = Registry()
-    agent = Agent([BROKER_GRPC_SERVICE], default_service="broker")
+    # The broker is the one service that never registers elsewhere, whatever the environment says.
+    identity = dataclasses.replace(Identity.from_env(default_service="broker"), broker_address="")
+    agent = Agent([BROKER_GRPC_SERVICE], default_service="broker", identity=identity)
     servicer = BrokerServicer(registry)
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(servicer, agent.server)
     agent.bind()
