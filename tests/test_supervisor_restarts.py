@@ -282,3 +282,18 @@ def test_child_env_contract_and_report_exit_to_broker(lab, lab_dir: Path) -> Non
     assert broker_env["LAB_BROKER_ADDR"] == "" and broker_env["LAB_INSTANCE"] == "broker-1"
     report = f"REPORT_EXIT app-1 {crashed.pid} exited with code 1"
     wait_until(lambda: report in output("broker-1"), 5, "ReportExit at the broker")
+
+
+def test_waiting_instance_can_be_stopped(lab) -> None:
+    d = lab(
+        {
+            "ts": {"command": ["node", "x.js"], "requires": ["no-such-node-xyz"]},
+            "app": {"command": child(), "depends_on": {"ts": "ready"}, **FAST},
+        }
+    )
+    waiting = d.wait_state("app-1", pb.PROCESS_STATE_WAITING)
+    assert waiting.pid == 0
+    assert d.wait_event("app-1", pb.PROCESS_EVENT_KIND_WAITING)[0].reason == "waiting for ts to be ready"
+    stopped = d.stub.StopProcess(pb.StopProcessRequest(service="app"), timeout=10).processes
+    assert [p.state for p in stopped] == [pb.PROCESS_STATE_STOPPED]
+    assert not d.find_events("app-1", pb.PROCESS_EVENT_KIND_SPAWNED)
