@@ -238,7 +238,7 @@ class HealthReporter:
         return health_pb2.HealthStatus(
             service_name=self.identity.service_name,
             instance_id=self.identity.instance_id,
-            state=state,
+            state=state,  # type: ignore[arg-type]
             message=message,
             timestamp=time.time_ns() // 1_000_000,
             address=self.address,

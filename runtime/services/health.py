@@ -103,9 +103,9 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
             # Runs on a clean end, on abort and when the client vanished (the task is cancelled).
             if instance and self._streams.get(instance) is token:
                 del self._streams[instance]
-                record = self.store.get(instance)
-                if record is not None:
-                    record.pushing = False
+                ended = self.store.get(instance)
+                if ended is not None:
+                    ended.pushing = False
                 if not final:
                     self.store.apply(service, instance, UNHEALTHY, STREAM_LOST, source=SOURCE_PUSH)
 

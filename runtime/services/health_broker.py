@@ -19,7 +19,7 @@ import grpc
 
 from runtime.services.health_probe import Prober
 from runtime.services.health_settings import HealthSettings
-from runtime.services.health_store import UNHEALTHY, UNKNOWN, HealthStore
+from runtime.services.health_store import UNHEALTHY, UNKNOWN, HealthStore, as_state
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 log = logging.getLogger("runtime.services.health")
@@ -102,7 +102,9 @@ class BrokerHealthPusher:
             while self._pending:
                 instance_id, (state, reason, timestamp) = next(iter(self._pending.items()))
                 del self._pending[instance_id]
-                req = broker_pb2.SetInstanceHealthRequest(instance_id=instance_id, state=state, reason=reason)
+                req = broker_pb2.SetInstanceHealthRequest(
+                    instance_id=instance_id, state=as_state(state), reason=reason
+                )
                 try:
                     await self._stub.SetInstanceHealth(req, timeout=self.settings.call_timeout_s)
                     self.sent += 1

@@ -28,7 +28,12 @@ DEGRADED = health_pb2.DEGRADED
 UNHEALTHY = health_pb2.UNHEALTHY
 
 # Worst first when a whole service is summed up: one UNHEALTHY instance makes the service UNHEALTHY.
-SEVERITY = {HEALTHY: 0, UNKNOWN: 1, STARTING: 2, DEGRADED: 3, UNHEALTHY: 4}
+SEVERITY: dict[int, int] = {HEALTHY: 0, UNKNOWN: 1, STARTING: 2, DEGRADED: 3, UNHEALTHY: 4}
+
+
+def as_state(value: int) -> health_pb2.HealthState:
+    """An int typed as the proto enum (the generated stubs want the enum type)."""
+    return value  # type: ignore[return-value]
 
 
 def now_ms() -> int:
@@ -68,7 +73,7 @@ class InstanceHealth:
         return health_pb2.HealthStatus(
             service_name=self.service_name,
             instance_id=self.instance_id,
-            state=self.state,
+            state=as_state(self.state),
             message=self.message,
             timestamp=self.updated_ms,
             since=self.since_ms,
@@ -235,8 +240,8 @@ class HealthStore:
         event = health_pb2.HealthEvent(
             service_name=inst.service_name,
             instance_id=instance_id,
-            old_state=old,
-            new_state=state,
+            old_state=as_state(old),
+            new_state=as_state(state),
             reason=reason,
             timestamp=now,
             source=source,
@@ -259,8 +264,8 @@ class HealthStore:
             health_pb2.HealthEvent(
                 service_name=i.service_name,
                 instance_id=i.instance_id,
-                old_state=i.state,
-                new_state=i.state,
+                old_state=as_state(i.state),
+                new_state=as_state(i.state),
                 reason=i.message,
                 timestamp=i.since_ms,
                 snapshot=True,

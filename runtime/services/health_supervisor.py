@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 
 import grpc
 
@@ -100,9 +101,9 @@ class SupervisorFollower:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.settings.reconnect_max_s)
 
-    def seed(self, processes: list[supervisor_pb2.ProcessInfo] | object) -> None:
+    def seed(self, processes: Iterable[supervisor_pb2.ProcessInfo]) -> None:
         """Give instances without a state the one the supervisor's listing implies."""
-        for p in processes:  # type: ignore[attr-defined]
+        for p in processes:
             record = self.store.get(p.instance_id)
             if record is not None and record.state != UNKNOWN:
                 continue
