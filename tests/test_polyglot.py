@@ -409,7 +409,7 @@ def test_bad_usage_exits_2(client: str, tmp_path: Path) -> None:
     assert "usage:" in run.errors()[-1]["message"]
 
 
-def test_typescript_server_deregisters_on_sigterm(empty_stack: Stack, tmp_path: Path) -> None:
+def test_typescript_server_health_reflection_and_sigterm(empty_stack: Stack, tmp_path: Path) -> None:
     env = child_env(tmp_path, "calculator-ts", "calculator-ts-9", "typescript", empty_stack.broker_address)
     server = start("calculator-ts", server_argv("typescript"), env)
     try:
@@ -419,6 +419,12 @@ def test_typescript_server_deregisters_on_sigterm(empty_stack: Stack, tmp_path: 
 
             check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
             assert check.status == health_pb2.HealthCheckResponse.SERVING
+            from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+                ProtoReflectionDescriptorDatabase,
+            )
+
+            services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+            assert {CALCULATOR, "grpc.health.v1.Health"} <= services, services
         assert server.stop(signal.SIGTERM) == 0, server.output()
         # Deregistered on the way out, not left to the lease TTL.
         assert "calculator-ts-9" not in {i.instance_id for i in lookup(empty_stack.broker_address)}

@@ -73,8 +73,11 @@ const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-export function loadCalculator(): CalculatorProto {
-  const def = protoLoader.loadSync("calculator/v1/calculator.proto", LOADER_OPTIONS);
+export function calculatorDefinition(): protoLoader.PackageDefinition {
+  return protoLoader.loadSync("calculator/v1/calculator.proto", LOADER_OPTIONS);
+}
+
+export function loadCalculator(def: protoLoader.PackageDefinition = calculatorDefinition()): CalculatorProto {
   return grpc.loadPackageDefinition(def) as unknown as CalculatorProto;
 }
 

@@ -3,13 +3,16 @@
 // a KeepAlive stream (re-registering whenever that stream breaks), logs one JSON line per call
 // with the caller's correlation id, and on SIGTERM deregisters and exits 0.
 import * as grpc from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
+import * as protoLoader from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import {
   CALCULATOR_SERVICE,
   CORRELATION_HEADER,
   JsonLog,
   Op,
   METHOD,
+  calculatorDefinition,
   deadlineIn,
   formatNumber,
   identityFromEnv,
@@ -31,7 +34,8 @@ const PARENT_CHECK_MS = 1000;
 
 const me = identityFromEnv("calculator-ts");
 const log = new JsonLog(me);
-const calculatorProto = loadCalculator();
+const calculatorDef = calculatorDefinition();
+const calculatorProto = loadCalculator(calculatorDef);
 const brokerProto = loadBroker();
 
 interface Operands {
@@ -201,6 +205,9 @@ async function main(): Promise<void> {
   server.addService(calculatorProto.calculator.v1.CalculatorService.service, handlers);
   const health = new HealthImplementation({ "": "SERVING", [CALCULATOR_SERVICE]: "SERVING" });
   health.addToServer(server);
+  // Server reflection, so grpcurl / grpc_health_probe work against this server as against any other.
+  const healthDef = protoLoader.loadSync(healthProtoPath, { keepCase: true });
+  new ReflectionService({ ...calculatorDef, ...healthDef }).addToServer(server);
 
   let port: number;
   try {
