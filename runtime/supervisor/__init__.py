@@ -7,9 +7,12 @@ Modules, one noun each:
     config    lab.yaml -> dataclasses (ConfigError on any problem)
     policy    restart decisions (pure)
     process   one child: spawn, watch output/READY/exit; the Instance record
-    manager   all instances, depends_on, one event queue
+    manager   all instances: lookups and lab-wide commands
     events    the event log with replay and subscribers
-    output    captured output lines
+    output    captured output lines; OutputTap (the log shipper's seam)
+    keeper    kills every lab process group if the daemon is SIGKILLed
+    broker_link  ReportExit to the broker
+    lifecycle the state machine of one instance, the event queue
     jobs      one-shot jobs (RunJob)
     leases    leases and the linger rule (pure)
     metrics   CPU/RSS per process tree
@@ -22,6 +25,7 @@ from __future__ import annotations
 from runtime.supervisor.config import JobSpec, LabConfig, ServiceSpec, StartLimit, load_config, parse_config
 from runtime.supervisor.daemon import INFO_FILE, LOCK_FILE, Daemon
 from runtime.supervisor.manager import Manager
+from runtime.supervisor.output import OutputTap
 
 __all__ = [
     "INFO_FILE",
@@ -30,6 +34,7 @@ __all__ = [
     "JobSpec",
     "LabConfig",
     "Manager",
+    "OutputTap",
     "ServiceSpec",
     "StartLimit",
     "load_config",
