@@ -87,7 +87,9 @@ function lookup(brokerAddress: string, cid: string, timeoutS: number): Promise<S
         broker.close();
         if (err || !res) {
           const code = err ? statusName(err.code) : "UNKNOWN";
-          reject(new CallFailed(code, `broker at ${brokerAddress} unreachable or failed: ${err?.details ?? "no response"}`));
+          // grpc-js appends an empty "Resolution note: " to connection errors; drop it.
+          const details = (err?.details ?? "no response").replace(/\.?\s*Resolution note:\s*$/, "");
+          reject(new CallFailed(code, `broker at ${brokerAddress} unreachable or failed: ${details}`));
         } else {
           resolve(res.instances);
         }
