@@ -154,3 +154,21 @@ def test_health_views_frames_and_errors(lab: Lab):
         lab.health_history("calculatr")
     with pytest.raises(ServiceNotFound, match="calculator-1"):
         lab.check_health("calculator", "calculator-7")
+
+
+def test_graceful_health_service_restart_keeps_every_instance_in_discovery(lab: Lab):
+    instances = {"broker-1", "calculator-1", "calculator-2"}
+    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), "every instance HEALTHY")
+    sampler = LookupSampler(lab)
+    sampler.start()
+    try:
+        lab.restart("health")
+        started = time.monotonic()
+        wait_until(lambda: all_healthy(lab, instances), "states rebuilt after the graceful restart")
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+    finally:
+        sampler.halt.set()
+        sampler.join(5)
+    assert sampler.samples
+    # The stopping health service saw every report stream end; that must not hide anyone.
+    assert all(set(pids) == {"calculator-1", "calculator-2"} for _, pids in sampler.samples)

@@ -59,6 +59,9 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         # Set when a broker is followed: UNHEALTHY reaches watchers only after the broker has it.
         self.pusher: BrokerHealthPusher | None = None
         self.broker_sync_timeout_s = broker_sync_timeout_s
+        # Set while this process stops: its own server ends every stream, which says nothing
+        # about the instances (they reconnect to the next health service).
+        self.closing = False
         # instance id -> the token of its current push stream; an older stream ending later
         # (a restarted process reconnected first) must not mark the new one lost.
         self._streams: dict[str, object] = {}
@@ -106,7 +109,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                 ended = self.store.get(instance)
                 if ended is not None:
                     ended.pushing = False
-                if not final:
+                if not final and not self.closing:
                     self.store.apply(service, instance, UNHEALTHY, STREAM_LOST, source=SOURCE_PUSH)
 
     async def CheckHealth(
@@ -231,7 +234,8 @@ class HealthService:
             self.supervisor.start()
 
     async def close(self) -> None:
-        """Stop followers, pusher and probes."""
+        """Stop followers, pusher and probes (before the server ends the report streams)."""
+        self.servicer.closing = True
         for part in (self.supervisor, self.broker, self.pusher, self.prober):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -247,9 +251,13 @@ async def main() -> None:
     health_pb2_grpc.add_HealthServiceServicer_to_server(service.servicer, agent.server)
     service.start(agent.identity)
     try:
-        await agent.run()
+        await agent.start()
+        await agent.wait_for_stop()
     finally:
+        # Broker sync stops first: the server ending every report stream must not make the
+        # broker hide every instance of the lab.
         await service.close()
+        await agent.stop()
 
 
 if __name__ == "__main__":
