@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
-from runtime.services.logfilter import Selector
+from runtime.services.logfilter import Selector, sort_key
 from runtime.v1 import logger_pb2
 
 DB_FILENAME = "logs.sqlite"
@@ -21,6 +21,9 @@ DB_FILENAME = "logs.sqlite"
 RETENTION_ENTRIES = 500_000
 # Prune only once this many entries above the bound have piled up, so deletes come in chunks.
 RETENTION_SLACK = 10_000
+# WAL checkpoints (the only fsyncs with synchronous=NORMAL) run on their own thread at this
+# cadence, so a commit, and the ack that waits for it, never waits for the disk to sync.
+CHECKPOINT_INTERVAL_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -78,12 +81,26 @@ class LogDB:
         self.retention = retention or int(os.environ.get("LAB_LOG_RETENTION") or RETENTION_ENTRIES)
         self._w = connect(path)
         self._w.executescript(_SCHEMA)
+        self._w.execute("PRAGMA wal_autocheckpoint=0")
         self._wlock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         lo, hi = self._w.execute("SELECT min(seq), max(seq) FROM logs").fetchone()
         self.min_seq = lo or 0
         self.last_seq = hi or 0
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="log-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = connect(self.path)
+        try:
+            while not self._closing.wait(CHECKPOINT_INTERVAL_S):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     def insert(self, entries: list[logger_pb2.LogEntry]) -> None:
         """Insert numbered entries in one transaction; returns after the commit."""
@@ -141,7 +158,8 @@ class LogDB:
         args: list[object] = []
         table = "logs"
         if sel.words:
-            table = "logs JOIN logs_fts ON logs_fts.rowid = logs.seq"
+            # CROSS JOIN: drive from the FTS index so it can walk rowids in order (see below).
+            table = "logs_fts CROSS JOIN logs ON logs.seq = logs_fts.rowid"
             where.append("logs_fts MATCH ?")
             args.append(sel.fts_query())
         if sel.services:
@@ -167,9 +185,17 @@ class LogDB:
         sql = f"SELECT {cols} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY logs.ts_us {order}, logs.seq {order} LIMIT ?"
+        # With a text search, page by arrival (FTS5 walks rowids in order and stops at the limit;
+        # sorting every hit by time would read them all), then order the page by time.
+        if sel.words:
+            sql += f" ORDER BY logs_fts.rowid {order} LIMIT ?"  # one key, or SQLite sorts every hit
+        else:
+            sql += f" ORDER BY logs.ts_us {order}, logs.seq {order} LIMIT ?"
         args.append(sel.limit)
-        return [entry_of(r) for r in self._reader().execute(sql, args)]
+        found = [entry_of(r) for r in self._reader().execute(sql, args)]
+        if sel.words:
+            found.sort(key=sort_key, reverse=sel.newest_first)
+        return found
 
     def iter_all(self, batch: int = 5000) -> Iterator[logger_pb2.LogEntry]:
         """Every stored entry in sequence order (for NDJSON export)."""
@@ -196,6 +222,8 @@ class LogDB:
 
     def close(self) -> None:
         """Close every connection."""
+        self._closing.set()
+        self._checkpointer.join()
         with self._wlock:
             for conn in self._readers:
                 conn.close()

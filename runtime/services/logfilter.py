@@ -123,24 +123,31 @@ class Selector:
             correlation_id=f.correlation_id,
         )
 
-    def matches(self, entry: logger_pb2.LogEntry, message_lower: str | None = None) -> bool:
+    def matches(self, entry: logger_pb2.LogEntry) -> bool:
         """Whether one entry passes every part of the filter."""
-        if entry.level < self.min_level:
+        return self.matches_fields(
+            entry.level, entry.service_name, entry.instance_id, entry.correlation_id, entry.timestamp,
+            entry.message.lower() if self.words else "",
+        )  # fmt: skip
+
+    def matches_fields(
+        self, level: int, service: str, instance: str, cid: str, ts_ms: int, text: str
+    ) -> bool:
+        """``matches`` on fields already read out of an entry (``text``: the lower-case message)."""
+        if level < self.min_level:
             return False
-        if self.services and entry.service_name not in self.services:
+        if self.services and service not in self.services:
             return False
-        if self.instances and entry.instance_id not in self.instances:
+        if self.instances and instance not in self.instances:
             return False
-        if self.correlation_id and entry.correlation_id != self.correlation_id:
+        if self.correlation_id and cid != self.correlation_id:
             return False
-        if self.start_ms and entry.timestamp < self.start_ms:
+        if self.start_ms and ts_ms < self.start_ms:
             return False
-        if self.end_ms and entry.timestamp > self.end_ms:
+        if self.end_ms and ts_ms > self.end_ms:
             return False
-        if self._patterns:
-            text = entry.message.lower() if message_lower is None else message_lower
-            return all(p.search(text) for p in self._patterns)
-        return True
+        # Cheap substring test first; the pattern then checks that the word starts there.
+        return all(w in text and p.search(text) for w, p in zip(self.words, self._patterns, strict=True))
 
     def fts_query(self) -> str:
         """The FTS5 MATCH expression for the search words ("" when there are none)."""

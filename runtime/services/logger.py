@@ -54,17 +54,27 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
         accepted = truncated = 0
         last_seq = 0
         batch: list[logger_pb2.LogEntry] = []
-        in_flight: list[asyncio.Future[tuple[list[logger_pb2.LogEntry], int]]] = []
+        in_flight: list[tuple[asyncio.Future[None], int, int]] = []
         n = 0
 
+        def submit(entries: list[logger_pb2.LogEntry]) -> None:
+            nonlocal last_seq
+            # Number and publish on arrival (live tails do not wait for the disk); commit on
+            # the writer thread; count as accepted only once committed.
+            cut = self.store.number(entries)
+            self.subs.publish(entries)
+            in_flight.append(
+                (loop.run_in_executor(self._writer, self.store.persist, entries), len(entries), cut)
+            )
+            last_seq = entries[-1].sequence
+
         async def settle(keep: int) -> None:
-            nonlocal accepted, truncated, last_seq
+            nonlocal accepted, truncated
             while len(in_flight) > keep:
-                stored, cut = await in_flight.pop(0)
-                self.subs.publish(stored)
-                accepted += len(stored)
+                done, count, cut = in_flight.pop(0)
+                await done
+                accepted += count
                 truncated += cut
-                last_seq = stored[-1].sequence
 
         async for message in request_iterator:
             entries = list(message.batch) if message.batch else [message]
@@ -72,6 +82,8 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
                 n += 1
                 problem = entry_problem(entry)
                 if problem:
+                    if batch:
+                        submit(batch)
                     await settle(0)
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
@@ -79,11 +91,11 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
                     )
             batch.extend(entries)
             if len(batch) >= INGEST_BATCH:
-                in_flight.append(loop.run_in_executor(self._writer, self.store.append, batch))
+                submit(batch)
                 batch = []
                 await settle(INGEST_IN_FLIGHT)
         if batch:
-            in_flight.append(loop.run_in_executor(self._writer, self.store.append, batch))
+            submit(batch)
         await settle(0)
         return logger_pb2.LogAck(
             accepted=accepted,

@@ -14,6 +14,7 @@ from runtime.services.logfilter import Selector, sort_key
 from runtime.v1 import logger_pb2
 
 RING_SIZE = 10_000
+_Item = tuple[int, str, str, str, int, str, logger_pb2.LogEntry]
 
 
 class LogRing:
@@ -23,7 +24,9 @@ class LogRing:
         if capacity < 1:
             raise ValueError(f"ring capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        self._items: deque[tuple[logger_pb2.LogEntry, str]] = deque(maxlen=capacity)
+        # (level, service, instance, correlation id, ts ms, lower-case message, entry): filters read
+        # plain Python fields, which is several times faster than protobuf attribute access.
+        self._items: deque[_Item] = deque(maxlen=capacity)
         self._lock = threading.Lock()
         self.evicted_max_us = -1  # -1: nothing older exists outside the ring
 
@@ -35,9 +38,12 @@ class LogRing:
         with self._lock:
             overflow = len(self._items) + len(entries) - self.capacity
             for i in range(max(0, overflow)):
-                old = self._items[i][0] if i < len(self._items) else entries[i - len(self._items)]
+                old = self._items[i][-1] if i < len(self._items) else entries[i - len(self._items)]
                 self.mark_older_exists(sort_key(old)[0])
-            self._items.extend((e, e.message.lower()) for e in entries)
+            self._items.extend(
+                (e.level, e.service_name, e.instance_id, e.correlation_id, e.timestamp, e.message.lower(), e)
+                for e in entries
+            )
 
     def mark_older_exists(self, ts_us: int) -> None:
         """Record that an entry at ``ts_us`` exists outside the ring (evicted, or only in SQLite)."""
@@ -47,7 +53,9 @@ class LogRing:
         """Matching entries in time order (honouring limit and order), or None if SQLite must answer."""
         with self._lock:
             items = list(self._items)
-        found = [e for e, low in items if sel.matches(e, low)]
+        for word in sel.words:  # narrow with C-speed substring tests before the full check
+            items = [it for it in items if word in it[5]]
+        found = [it[-1] for it in items if sel.matches_fields(*it[:6])]
         found.sort(key=sort_key, reverse=sel.newest_first)
         if self.evicted_max_us < 0 or sel.start_ms * 1000 > self.evicted_max_us:
             return found[: sel.limit]
@@ -64,4 +72,4 @@ class LogRing:
     def newest(self, n: int) -> list[logger_pb2.LogEntry]:
         """The last ``n`` entries by arrival."""
         with self._lock:
-            return [e for e, _ in list(self._items)[-n:]]
+            return [it[-1] for it in list(self._items)[-n:]]

@@ -1,7 +1,7 @@
 """The logger's store: numbers entries, truncates huge messages, persists, keeps the ring.
 
-``append`` commits to SQLite before it returns, so whatever the logger acknowledges survives a
-SIGKILL. Queries go to the ring when it can answer them (``LogRing.select``), else to SQLite/FTS5.
+``append`` (= ``number`` + ``persist``) commits to SQLite before it returns, so whatever the
+logger acknowledges survives a SIGKILL. Queries go to the ring when it can answer them (``LogRing.select``), else to SQLite/FTS5.
 
 Example:
     >>> store = LogStore(None)          # ring only (no lab dir)
@@ -56,7 +56,17 @@ class LogStore:
                 self.ring.extend(warm)
 
     def append(self, entries: list[logger_pb2.LogEntry]) -> tuple[list[logger_pb2.LogEntry], int]:
-        """Number, truncate, commit and keep entries; returns (stored entries, how many were cut)."""
+        """Number, keep and commit entries; returns (stored entries, how many were cut)."""
+        truncated = self.number(entries)
+        self.persist(entries)
+        return entries, truncated
+
+    def number(self, entries: list[logger_pb2.LogEntry]) -> int:
+        """Truncate, number and add entries to the ring (no disk); returns how many were cut.
+
+        The logger calls this on arrival so live tails see entries at once, then ``persist``
+        on its writer thread, and acknowledges only after that commit.
+        """
         truncated = 0
         for e in entries:
             if len(e.message) * 4 > MAX_MESSAGE_BYTES:  # cheap: a shorter text cannot exceed the limit
@@ -64,14 +74,17 @@ class LogStore:
                 if cut:
                     e.message = text
                     truncated += 1
-        with self._lock:  # one writer: sequence order equals commit order
+        with self._lock:
             for e in entries:
                 self.last_seq += 1
                 e.sequence = self.last_seq
-            if self.db is not None:
-                self.db.insert(entries)
             self.ring.extend(entries)
-        return entries, truncated
+        return truncated
+
+    def persist(self, entries: list[logger_pb2.LogEntry]) -> None:
+        """Commit numbered entries to SQLite (call in numbering order, from one thread)."""
+        if self.db is not None:
+            self.db.insert(entries)
 
     def query(self, sel: Selector) -> tuple[list[logger_pb2.LogEntry], str]:
         """Entries for a selector and where they came from (``"ring"`` or ``"sqlite"``)."""
