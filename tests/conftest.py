@@ -25,7 +25,7 @@ def _no_leftovers(request: pytest.FixtureRequest, tmp_path: Path):
     if _is_notebook_item(request.node):
         yield
         return
-    before = listening_ports()
+    before = listening_ports([str(tmp_path)])
     yield
     left = wait_until_gone([str(tmp_path)], before)
     if left:

@@ -35,11 +35,22 @@ def lab_processes(roots: Iterable[str]) -> list[psutil.Process]:
     return found
 
 
-def listening_ports() -> set[tuple[int, int]]:
-    """(pid, port) of every TCP socket listening on this machine."""
+def listening_ports(roots: Iterable[str] = ()) -> set[tuple[int, int]]:
+    """(pid, port) of TCP sockets listening in processes of ours.
+
+    Ours: this process, its descendants, and lab processes under ``roots``; other people's
+    processes on the same machine (a second test run, a notebook) are none of the test's business.
+    """
+    me = psutil.Process()
+    pids = {me.pid}
+    try:
+        pids |= {c.pid for c in me.children(recursive=True)}
+    except psutil.Error:
+        pass
+    pids |= {p.pid for p in lab_processes(roots)}
     out = set()
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid:
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
             out.add((conn.pid, conn.laddr.port))
     return out
 
@@ -50,7 +61,7 @@ def wait_until_gone(roots: Iterable[str], before_ports: set[tuple[int, int]], ti
     deadline = time.monotonic() + timeout_s
     while True:
         procs = lab_processes(roots)
-        ports = listening_ports() - before_ports
+        ports = listening_ports(roots) - before_ports
         if not procs and not ports:
             return ""
         if time.monotonic() > deadline:
