@@ -130,3 +130,25 @@ def test_slow_probe_is_degraded_and_pushing_instances_are_not_probed():
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+def test_supervisor_ready_counts_as_one_passed_probe():
+    async def scenario():
+        gh = grpc_health.aio.HealthServicer()
+        await gh.set("", SERVING)
+        server, address = await start_server(gh)
+        store = HealthStore()
+        slow_probes = HealthSettings(probe_interval_s=30, probe_timeout_s=0.3, successes_before_healthy=2)
+        prober = Prober(store, slow_probes)
+        try:
+            prober.ready("calculator-ts-1")  # READY may come before the broker's ADDED
+            prober.track("calculator-ts", "calculator-ts-1", address, expect_push=False)
+            # One real probe (at once: no push grace for a non-Python instance) + READY = HEALTHY,
+            # long before a second probe 30 s later.
+            took = await wait_for(store, "calculator-ts-1", HEALTHY)
+            assert took < 2.0 and prober.probes_sent == 1
+        finally:
+            await prober.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())

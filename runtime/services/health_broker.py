@@ -187,7 +187,8 @@ class BrokerFollower:
                 self._snapshot_ids.add(inst.instance_id)
             record = self.store.ensure(inst.service_name, inst.instance_id, inst.address)
             if inst.address:
-                self.prober.track(inst.service_name, inst.instance_id, inst.address)
+                expect_push = inst.language in ("", "python")  # Python services embed the agent
+                self.prober.track(inst.service_name, inst.instance_id, inst.address, expect_push=expect_push)
             # The broker's view differs from ours (a re-registration, a broker restart): resend.
             if record.state != UNKNOWN and inst.health != record.state:
                 self.pusher.push(inst.instance_id, record.state, record.message, record.updated_ms)

@@ -100,6 +100,7 @@ class _Target:
     damper: FlapDamper
     task: asyncio.Task[None] | None = None
     kicked: asyncio.Event | None = None
+    grace_s: float = 0.0
 
 
 class Prober:
@@ -109,10 +110,16 @@ class Prober:
         self.store = store
         self.settings = settings
         self._targets: dict[str, _Target] = {}
+        self._ready: dict[str, bool] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self.probes_sent = 0
 
-    def track(self, service_name: str, instance_id: str, address: str) -> None:
-        """Start probing an instance (after the push grace); a new address restarts its streak."""
+    def track(self, service_name: str, instance_id: str, address: str, *, expect_push: bool = True) -> None:
+        """Start probing an instance; a new address restarts its streak.
+
+        ``expect_push``: give it ``push_grace_s`` to open its report stream first (Python services
+        embed the agent and push; the others are probed at once).
+        """
         target = self._targets.get(instance_id)
         if target is not None and target.address == address:
             return
@@ -128,7 +135,10 @@ class Prober:
                 degraded_latency_ms=s.probe_degraded_latency_ms,
             ),
             kicked=asyncio.Event(),
+            grace_s=s.push_grace_s if expect_push else 0.0,
         )
+        if self._ready.pop(instance_id, None) is not None:
+            self._count_ready(instance_id, target)
         target.task = asyncio.get_running_loop().create_task(
             self._run(instance_id, target), name=f"probe {instance_id}"
         )
@@ -141,13 +151,35 @@ class Prober:
             return
         if target.task is not None:
             target.task.cancel()
-        asyncio.get_running_loop().create_task(target.channel.close())
+        closing = asyncio.get_running_loop().create_task(target.channel.close())
+        self._closing.add(closing)  # keep a reference until it is done
+        closing.add_done_callback(self._closing.discard)
 
     def kick(self, instance_id: str) -> None:
         """Probe now instead of waiting for the interval (e.g. the supervisor saw it READY)."""
         target = self._targets.get(instance_id)
         if target is not None and target.kicked is not None:
             target.kicked.set()
+
+    def ready(self, instance_id: str) -> None:
+        """The supervisor confirmed the instance SERVING: that counts as one passed probe."""
+        target = self._targets.get(instance_id)
+        if target is None:
+            if len(self._ready) >= self.settings.max_instances:
+                self._ready.clear()
+            self._ready[instance_id] = True  # registered later: counted when it is tracked
+            return
+        self._count_ready(instance_id, target)
+        if not target.grace_s:  # a Python instance keeps its grace to open its report stream
+            self.kick(instance_id)
+
+    def _count_ready(self, instance_id: str, target: _Target) -> None:
+        inst = self.store.get(instance_id)
+        current = inst.state if inst is not None else 0
+        # Only the streak matters here; the next real probe makes the change.
+        target.damper.observe(current, ok=True, latency_ms=0.0, detail="the supervisor saw it SERVING")
+        if target.damper.streak >= target.damper.successes_before_healthy:
+            target.damper.streak = target.damper.successes_before_healthy - 1
 
     def tracked(self) -> list[str]:
         """Instance ids being tracked (probed unless they push)."""
@@ -169,7 +201,7 @@ class Prober:
     async def _run(self, instance_id: str, target: _Target) -> None:
         s = self.settings
         assert target.kicked is not None
-        await self._wait(target.kicked, s.push_grace_s)
+        await self._wait(target.kicked, target.grace_s)
         while True:
             inst = self.store.get(instance_id)
             if inst is None or not inst.pushing:

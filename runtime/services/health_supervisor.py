@@ -10,7 +10,7 @@ RESTART_SCHEDULED    stays UNHEALTHY; a history note with the next attempt's tim
 FATAL                stays UNHEALTHY; a history note "FATAL: ... no more restarts"
 WAITING              STARTING, "waiting for broker"
 STOPPED              UNHEALTHY, retired (stopped on purpose, left out of the service's state)
-READY                no change (the instance's own report or the probe decides), probe it now
+READY                no change by itself; counts as one passed probe for a probed instance
 ===================  =====================================================================
 
 On (re)connect it reads ListProcesses once, so instances it has no state for (the health
@@ -166,7 +166,7 @@ class SupervisorFollower:
         elif kind == K.PROCESS_EVENT_KIND_STOPPED:
             self.store.apply(svc, iid, UNHEALTHY, _join("stopped", ev.reason), source=SOURCE, retired=True)
         elif kind == K.PROCESS_EVENT_KIND_READY:
-            self.prober.kick(iid)
+            self.prober.ready(iid)
 
     @staticmethod
     def _exit_text(ev: supervisor_pb2.ProcessEvent) -> str:
