@@ -234,7 +234,10 @@ async function main(): Promise<void> {
     health.setStatus("", "NOT_SERVING");
     health.setStatus(CALCULATOR_SERVICE, "NOT_SERVING");
     if (registration) await registration.stop(why);
-    const force = setTimeout(() => server.forceShutdown(), STOP_GRACE_MS);
+    const force = setTimeout(() => {
+      server.forceShutdown(); // calls still running after the grace period are cut
+      process.exit(0);
+    }, STOP_GRACE_MS);
     server.tryShutdown(() => {
       clearTimeout(force);
       process.exit(0);
