@@ -160,7 +160,11 @@ def test_connect_aio_round_robin_and_removal(calculators, broker: ServiceProcess
             stub = calculator_pb2_grpc.CalculatorServiceStub(channel)
             request = calculator_pb2.AddRequest(a=1, b=2)
             before = {(await stub.Add(request, timeout=WAIT_S)).served_by.instance_id for _ in range(4)}
-            broker_stub.ReportExit(broker_pb2.ReportExitRequest(instance_id="calculator-1"), timeout=WAIT_S)
+            # (ReportExit would do too, but the live instance would soon register again.)
+            unhealthy = broker_pb2.SetInstanceHealthRequest(
+                instance_id="calculator-1", state=health_pb2.UNHEALTHY
+            )
+            broker_stub.SetInstanceHealth(unhealthy, timeout=WAIT_S)
             deadline = time.monotonic() + 1.0
             while [i.instance_id for i in channel.rotation.instances()] != ["calculator-2"]:
                 assert time.monotonic() < deadline, "the removed instance stayed in the rotation"
@@ -195,8 +199,11 @@ def test_follows_a_restarted_broker(calculators, lab_dir: Path, broker: ServiceP
             with grpc.insecure_channel(second.address) as raw:
                 new_stub = broker_pb2_grpc.BrokerServiceStub(raw)
                 wait_registered(new_stub, ["calculator-1", "calculator-2"])
-                new_stub.ReportExit(broker_pb2.ReportExitRequest(instance_id="calculator-1"), timeout=WAIT_S)
-            wait_rotation(channel, ["calculator-2"], timeout_s=3.0)
+                unhealthy = broker_pb2.SetInstanceHealthRequest(
+                    instance_id="calculator-1", state=health_pb2.UNHEALTHY
+                )
+                new_stub.SetInstanceHealth(unhealthy, timeout=WAIT_S)
+            wait_rotation(channel, ["calculator-2"], timeout_s=4.0)
             assert channel.rotation.revision > old_revision
             assert served_by(stub, 2) == ["calculator-2"] * 2
         finally:

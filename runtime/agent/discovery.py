@@ -30,7 +30,7 @@ log = logging.getLogger("runtime.agent.discovery")
 
 DEFAULT_TIMEOUT_S = 5.0
 WATCH_BACKOFF_START_S = 0.05
-WATCH_BACKOFF_MAX_S = 2.0
+WATCH_BACKOFF_MAX_S = 1.0
 WATCH_JOIN_TIMEOUT_S = 2.0
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),

@@ -29,7 +29,7 @@ from runtime.v1 import broker_pb2, broker_pb2_grpc
 log = logging.getLogger("runtime.agent.discovery")
 
 WATCH_BACKOFF_START_S = 0.05
-WATCH_BACKOFF_MAX_S = 2.0
+WATCH_BACKOFF_MAX_S = 1.0
 
 
 class AioDiscoveryChannel:
