@@ -38,7 +38,7 @@ polyglot: $(STAMP)
 
 ## Everything CI checks: lint, generated-code staleness, unit/service/integration tests, notebooks.
 test: install lint polyglot
-	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --sanitize-with notebooks/sanitize.cfg
+	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 
 ## Start JupyterLab on notebooks/ (prints the URL to open).
 lab: install polyglot
