@@ -144,3 +144,21 @@ def test_strict_port_in_use_names_the_port(lab_dir: Path) -> None:
         )
         assert proc.wait(timeout_s=10) == 1
     assert f"cannot bind 127.0.0.1:{port}" in "\n".join(proc.lines)
+
+
+def test_taken_port_falls_back_when_not_strict(lab_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_service(
+            "runtime.services.broker",
+            lab_dir,
+            service="broker",
+            instance="broker-1",
+            env={"LAB_PORT": str(port)},
+        )
+        try:
+            assert proc.port not in (0, port)
+        finally:
+            assert proc.stop() == 0
