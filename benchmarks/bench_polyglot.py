@@ -7,7 +7,8 @@
    correlation id) for the same time; printed as calls/s, p50/p99 latency and the TS/Python ratio.
    The two servers are measured alternately (py, ts, py, ts) and the better round of each is kept,
    so a noisy neighbour hurts both alike. On a 2-core machine the client shares the CPU with the
-   server: the ratio is the teaching figure, the absolute numbers are this machine's.
+   server: the ratio is the teaching figure, the absolute numbers are this machine's. The client's
+   own CPU use is printed: near 100 % means the client, not the server, set the pace.
 2. Process start -> result for every built client (python, typescript, rust, cpp): wall time from
    spawning the client process to its exit, which covers runtime start-up, the broker lookup and
    the call (median and min of `runs`). Native clients start in milliseconds.
@@ -119,7 +120,7 @@ def wait_for(broker: str, language: str) -> str:
     raise RuntimeError(f"no {language} calculator registered within {REGISTER_TIMEOUT_S} s")
 
 
-async def closed_loop(address: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
+async def closed_loop(address: str, seconds: float, concurrency: int) -> tuple[float, list[float], float]:
     """`concurrency` workers, each sending Add as soon as the previous answer came back."""
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(address) as channel:
@@ -139,10 +140,11 @@ async def closed_loop(address: str, seconds: float, concurrency: int) -> tuple[f
                 await stub.Add(calculator_pb2.AddRequest(a=2, b=3), metadata=md, timeout=5)
                 latencies.append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, latencies
+        client_cpu = (time.process_time() - cpu0) / elapsed * 100
+    return len(latencies) / elapsed, latencies, client_cpu
 
 
 def pct(values: list[float], q: float) -> float:
@@ -162,20 +164,22 @@ def bench_servers(broker: str, lab_dir: str, seconds: float, concurrency: int) -
             env_for(lab_dir, "calculator-ts", "calculator-ts-1", "typescript", broker),
         )
         addresses = {lang: wait_for(broker, lang) for lang in servers}
-        best: dict[str, tuple[float, list[float]]] = {}
+        best: dict[str, tuple[float, list[float], float]] = {}
         for _round in range(2):
             for lang, address in addresses.items():
-                rps, lat = asyncio.run(closed_loop(address, seconds, concurrency))
+                rps, lat, cpu = asyncio.run(closed_loop(address, seconds, concurrency))
                 if lang not in best or rps > best[lang][0]:
-                    best[lang] = (rps, lat)
+                    best[lang] = (rps, lat, cpu)
         print(
             f"\n1. server throughput: closed loop, {concurrency} in flight, {seconds:.0f} s x 2 rounds each"
         )
-        print(f"   {'server':<12}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-        for lang, (rps, lat) in best.items():
-            print(f"   {lang:<12}{rps:>10.0f}{pct(lat, 0.5):>9.2f}{pct(lat, 0.99):>9.2f}")
+        print(f"   {'server':<12}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client CPU %':>14}")
+        for lang, (rps, lat, cpu) in best.items():
+            print(f"   {lang:<12}{rps:>10.0f}{pct(lat, 0.5):>9.2f}{pct(lat, 0.99):>9.2f}{cpu:>14.0f}")
         ratio = best["typescript"][0] / best["python"][0]
         print(f"   ratio typescript/python = {ratio:.2f}x")
+        if best["typescript"][2] > 90:
+            print("   (the client used a whole core against TypeScript: the ratio is a lower bound)")
     finally:
         for child in servers.values():
             child.stop()
