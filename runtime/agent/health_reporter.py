@@ -16,6 +16,8 @@ DEGRADED rule: the server interceptor times every unary call of the instance's o
 When the rolling p99 latency passes ``DEGRADED_P99_MS`` or more than ``DEGRADED_IN_FLIGHT`` calls
 run at once, a HEALTHY instance reports DEGRADED; it reports HEALTHY again only after both stay
 below ``RECOVER_RATIO`` of their thresholds for ``RECOVER_HOLD_S`` (hysteresis, so it does not flap).
+The thresholds can be set with ``LAB_HEALTH_DEGRADED_P99_MS``, ``LAB_HEALTH_DEGRADED_IN_FLIGHT`` and
+``LAB_HEALTH_RECOVER_HOLD_S``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 0.25
 LOOKUP_TIMEOUT_S = 1.0
+# With no health service registered, wait this long for one (WatchServices), then look again.
+HEALTH_WAIT_S = 30.0
+ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED
+UPDATED = broker_pb2.SERVICE_EVENT_TYPE_UPDATED
 FINAL_REPORT_TIMEOUT_S = 1.0
 
 DEGRADED_P99_MS = float(os.environ.get("LAB_HEALTH_DEGRADED_P99_MS", "250"))
@@ -285,7 +291,26 @@ class HealthReporter:
             reply = await stub.LookupService(
                 broker_pb2.LookupServiceRequest(service_name=HEALTH_GRPC_SERVICE), timeout=LOOKUP_TIMEOUT_S
             )
-        return reply.instances[0].address if reply.instances else ""
+            if reply.instances:
+                return reply.instances[0].address
+            # None yet (starting or restarting): wait for one to register instead of polling
+            # (a lab without a health service would otherwise keep the broker busy).
+            watch = stub.WatchServices(
+                broker_pb2.WatchServicesRequest(
+                    service_name=HEALTH_GRPC_SERVICE, from_revision=reply.revision
+                ),
+                timeout=HEALTH_WAIT_S,
+            )
+            try:
+                async for event in watch:
+                    if event.type in (ADDED, UPDATED) and event.instance.address:
+                        return event.instance.address
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+            finally:
+                watch.cancel()
+        return ""
 
     async def _run(self) -> None:
         backoff = RECONNECT_INITIAL_S
