@@ -29,6 +29,7 @@ QUERY_TIMEOUT_S = 10.0
 EXPORT_LIMIT = 100_000
 TRACE_LIMIT = 10_000
 TAIL_RETRY_S = 0.5
+TAIL_START_TIMEOUT_S = 5.0  # tail() returns once the logger confirmed the subscription
 
 Since = float | int | str | dt.datetime | dt.timedelta | pd.Timestamp | None
 
@@ -153,8 +154,16 @@ class Tail:
         self.received = 0
         self.dropped = 0
         self.error = ""
+        self.live = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-tail", daemon=True)
         self._thread.start()
+        # Return once the logger confirmed the subscription, so entries logged right after
+        # tail() returns are not missed (if the logger is down, the tail keeps retrying).
+        deadline = time.monotonic() + TAIL_START_TIMEOUT_S
+        while not self.live.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        if not self._thread.is_alive() and self.error:
+            raise ValueError(f"the logger refused this tail: {self.error}")
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -164,6 +173,9 @@ class Tail:
                     if self._stopped.is_set():
                         return
                     self._call = stub.SubscribeLogs(self._request)
+                # Blocks until the logger registered the tail (or refused it).
+                if dict(self._call.initial_metadata() or ()).get("x-tail") == "live":
+                    self.live.set()
                 for e in self._call:
                     self.received += 1
                     self.dropped += e.dropped
@@ -171,6 +183,7 @@ class Tail:
                     row["dropped"] = e.dropped
                     self._callback(row)
             except grpc.RpcError as exc:
+                self.live.clear()
                 if self._stopped.is_set():
                     return
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
@@ -197,13 +210,28 @@ class Tail:
 
 
 class LogViews:
-    """Lab mixin: ``logs``, ``tail``, ``trace``, ``export_logs`` (needs ``self._channel``)."""
+    """Lab mixin: ``logs``, ``tail``, ``trace``, ``export_logs``, ``ship_client_logs``.
+
+    Needs from the Lab: ``self._channel(grpc_service)`` and ``self.broker_address``.
+    """
 
     def _channel(self, grpc_service: str) -> Any:  # provided by Lab
         raise NotImplementedError
 
     def _logger_channel(self) -> grpc.Channel:
         return self._channel(LOGGER_GRPC_SERVICE)
+
+    def ship_client_logs(self, service_name: str = "notebook") -> Any:
+        """Send this kernel's calculator-client log lines to the logger as ``service_name``.
+
+        Idempotent (re-running the cell keeps one handler). Returns the logging handler.
+
+        Example:
+            >>> lab.ship_client_logs()    # doctest: +SKIP
+        """
+        from runtime.agent.log_handler import install_for_client
+
+        return install_for_client(service_name, self.broker_address)  # type: ignore[attr-defined]
 
     def logs(
         self,

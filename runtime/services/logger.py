@@ -127,6 +127,8 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         sub = self.subs.add(sel)
         try:
+            # Headers now tell the caller the tail is live: nothing logged after this is missed.
+            await context.send_initial_metadata((("x-tail", "live"),))
             while True:
                 yield await sub.next()
         finally:
