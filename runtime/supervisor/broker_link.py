@@ -24,14 +24,29 @@ class BrokerLink:
         self._address = ""
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def report_exit(self, address: str, instance_id: str, pid: int, reason: str) -> None:
-        """Tell the broker at ``address`` that ``pid`` of ``instance_id`` exited (fire and forget)."""
+    def connect(self, address: str) -> grpc.aio.Channel:
+        """Open (and warm up) the channel to the broker at ``address`` as soon as it is ready.
+
+        The first ReportExit must not pay for the TCP and HTTP/2 handshake: the broker gives a
+        crash report only a short window to name the removal before it falls back to
+        "keepalive stream lost".
+        """
         if self._channel is None or self._address != address:
             if self._channel is not None:
                 self._spawn(self._channel.close())
             self._channel = grpc.aio.insecure_channel(address)
             self._address = address
-        stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
+            self._spawn(self._warm_up(self._channel))
+        return self._channel
+
+    @staticmethod
+    async def _warm_up(channel: grpc.aio.Channel) -> None:
+        with contextlib.suppress(asyncio.TimeoutError, grpc.aio.UsageError):
+            await asyncio.wait_for(channel.channel_ready(), REPORT_EXIT_TIMEOUT_S * 4)
+
+    def report_exit(self, address: str, instance_id: str, pid: int, reason: str) -> None:
+        """Tell the broker at ``address`` that ``pid`` of ``instance_id`` exited (fire and forget)."""
+        stub = broker_pb2_grpc.BrokerServiceStub(self.connect(address))
         request = broker_pb2.ReportExitRequest(instance_id=instance_id, pid=pid, reason=reason)
 
         async def send() -> None:

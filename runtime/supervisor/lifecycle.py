@@ -246,6 +246,7 @@ class Lifecycle:
         inst.port = port
         if inst.service == BROKER_SERVICE:
             self.broker_address = f"{ident.LOOPBACK}:{port}"
+            self._broker.connect(self.broker_address)
         how = " (grpc.health.v1 SERVING)" if healthy else ""
         self._emit(inst, _K.PROCESS_EVENT_KIND_READY, f"ready on port {port}{how}", pid=inst.pid)
         self._wake_waiting()
