@@ -18,6 +18,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import pandas as pd
+
 from runtime import top
 from runtime.errors import LabError
 from runtime.lab import Lab
@@ -45,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_table(df: object) -> None:
-    print(df.to_string(index=False) if len(df) else "(nothing)")  # type: ignore[arg-type]
+def _print_table(df: pd.DataFrame) -> None:
+    print(df.to_string(index=False) if len(df) else "(nothing)")
 
 
 def _up(args: argparse.Namespace) -> int:
