@@ -111,11 +111,11 @@ def logs_frame(channel: grpc.Channel, limit: int = 1000, **filters: Any) -> pd.D
     return to_frame(entries)
 
 
-def trace_frame(channel: grpc.Channel, correlation_id: str) -> pd.DataFrame:
-    """Every entry of one request, ordered by time."""
+def trace_frame(channel: grpc.Channel, correlation_id: str, since: Since = None) -> pd.DataFrame:
+    """Every entry of one request (optionally only from ``since`` on), ordered by time."""
     if not correlation_id:
         raise ValueError("trace needs a correlation id such as 'req-123'")
-    return to_frame(query(channel, correlation_id=correlation_id, limit=TRACE_LIMIT))
+    return to_frame(query(channel, correlation_id=correlation_id, since=since, limit=TRACE_LIMIT))
 
 
 def export_ndjson(channel: grpc.Channel, path: str, **filters: Any) -> int:
@@ -256,13 +256,16 @@ class LogViews:
         """Call ``callback(row)`` for every new entry matching ``filters``; returns a handle with ``stop()``."""
         return Tail(self._logger_channel, callback, **filters)
 
-    def trace(self, correlation_id: str) -> pd.DataFrame:
+    def trace(self, correlation_id: str, since: Since = None) -> pd.DataFrame:
         """One request's flow through every service, ordered by time.
+
+        ``since`` (epoch seconds, ISO text, datetime, or a timedelta meaning "ago") leaves out
+        older entries with the same id, e.g. from an earlier run of the same notebook.
 
         Example:
             >>> lab.trace("req-123")[["service", "message"]]   # doctest: +SKIP
         """
-        return trace_frame(self._logger_channel(), correlation_id)
+        return trace_frame(self._logger_channel(), correlation_id, since)
 
     def export_logs(self, path: str, **filters: Any) -> int:
         """Write the stored entries as NDJSON (one JSON object a line) to ``path``; returns the count."""
