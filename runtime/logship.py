@@ -36,6 +36,8 @@ LINGER_S = 0.005  # wait this long for more entries before sending a small batch
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 1.0
 RPC_TIMEOUT_S = 5.0
+UNREACHABLE_FLUSH_S = 0.2  # flush/close wait no longer than this while the logger is unreachable
+JOIN_S = 0.5  # close() waits this long for the thread (a hung call is left to its RPC timeout)
 LEVEL_STDOUT = logger_pb2.INFO
 LEVEL_STDERR = logger_pb2.WARN
 
@@ -117,6 +119,7 @@ class LogShipper:
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._unreported_drops = 0
+        self.reachable = True  # False from a failed send until the next acknowledged one
         self._channel: grpc.Channel | None = None
         self._stub: logger_pb2_grpc.LoggerServiceStub | None = None
         self._thread = threading.Thread(target=self._run, name=f"log-shipper-{name}", daemon=True)
@@ -144,7 +147,15 @@ class LogShipper:
         return self._thread
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until everything emitted so far was acknowledged; False on timeout."""
+        """Wait until everything emitted so far was acknowledged; False on timeout.
+
+        While the logger is unreachable, waits at most UNREACHABLE_FLUSH_S: a stopping process
+        must not hang on a logger that is gone (its lines are counted as dropped instead).
+        """
+        if not self._thread.is_alive():
+            return not self._buf
+        if not self.reachable:
+            timeout_s = min(timeout_s, UNREACHABLE_FLUSH_S)
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self._buf or self._in_flight:
@@ -156,11 +167,16 @@ class LogShipper:
         return True
 
     def close(self, timeout_s: float = 2.0) -> bool:
-        """Flush for up to ``timeout_s``, then stop the thread; True when nothing was left behind."""
+        """Flush for up to ``timeout_s``, then stop the thread; True when nothing was left behind.
+
+        Safe to call twice (``logging.shutdown`` closes handlers again at exit).
+        """
+        if self._closing.is_set():
+            return not self._buf
         flushed = self.flush(timeout_s)
         self._closing.set()
         self._wake.set()
-        self._thread.join(timeout=max(0.5, timeout_s))
+        self._thread.join(timeout=JOIN_S)
         if self._channel is not None and not self._thread.is_alive():
             self._channel.close()
             self._channel = None
@@ -221,6 +237,7 @@ class LogShipper:
                 delay = min(RETRY_MAX_S, delay * 2)
                 continue
             delay = RETRY_MIN_S
+            self.reachable = True
             with self._lock:
                 self.stats.shipped += len(batch)
                 self._in_flight = 0
@@ -260,6 +277,7 @@ class LogShipper:
         return found.instances[0].address
 
     def _forget_logger(self, exc: BaseException) -> None:
+        self.reachable = False
         self.stats.reconnects += 1
         self.stats.last_error = str(getattr(exc, "details", lambda: str(exc))() or exc)
         if self._channel is not None:

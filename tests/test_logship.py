@@ -134,3 +134,14 @@ def test_overflow_drops_oldest_counts_and_reports(lab_dir, broker):
     finally:
         shipper.close(timeout_s=2)
         logger.stop()
+
+
+def test_close_does_not_hang_when_the_logger_is_gone(broker):
+    shipper = LogShipper(broker.address, name="stopping")
+    shipper.emit(pb.LogEntry(service_name="svc", message="last words", timestamp=1))
+    wait_for(lambda: not shipper.reachable, 10, "the failed lookup")
+    t0 = time.monotonic()
+    assert shipper.close(timeout_s=5) is False
+    assert time.monotonic() - t0 < 1.5, "a stopping process must not wait long for a logger that is gone"
+    assert shipper.stats.dropped == 1
+    assert shipper.close() is False  # twice is fine (logging.shutdown closes handlers again)

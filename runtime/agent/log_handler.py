@@ -33,6 +33,7 @@ from runtime.v1 import logger_pb2
 # Attributes every LogRecord has; anything else came in through ``extra=`` and is metadata.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 CLIENT_LOGGERS = ("calculator.client",)
+FLUSH_S = 1.0  # flush()/close() wait at most this long for the logger's acks
 _client_handlers: dict[tuple[str, str, str], ShippingHandler] = {}
 _client_lock = threading.Lock()
 
@@ -108,11 +109,11 @@ class ShippingHandler(logging.Handler):
 
     def flush(self) -> None:
         """Wait briefly for what was queued to be acknowledged."""
-        self.shipper.flush(timeout_s=1.0)
+        self.shipper.flush(timeout_s=FLUSH_S)
 
     def close(self) -> None:
-        """Flush and stop the shipper."""
-        self.shipper.close(timeout_s=2.0)
+        """Flush and stop the shipper (a second call returns at once)."""
+        self.shipper.close(timeout_s=FLUSH_S)
         super().close()
 
 
