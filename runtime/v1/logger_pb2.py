@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runtime/v1/logger.proto\x12\nruntime.v1\"\xeb\x02\n\x08LogEntry\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12#\n\x05level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".runtime.v1.LogEntry.MetadataEntry\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0e\n\x06source\x18\t \x01(\t\x12\x0f\n\x07\x64ropped\x18\n \x01(\x03\x12\x14\n\x0ctimestamp_us\x18\x0b \x01(\x03\x12#\n\x05\x62\x61tch\x18\x0c \x03(\x0b\x32\x14.runtime.v1.LogEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x01\n\x08LogQuery\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x12\n\nstart_time\x18\x03 \x01(\x03\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\x03\x12\x13\n\x0bsearch_text\x18\x05 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x06 \x01(\t\x12\x14\n\x0cinstance_ids\x18\x07 \x03(\t\x12\r\n\x05limit\x18\x08 \x01(\x05\x12\x14\n\x0cnewest_first\x18\t \x01(\x08\"\x8e\x01\n\tLogFilter\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x13\n\x0bsearch_text\x18\x03 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12\x14\n\x0cinstance_ids\x18\x05 \x03(\t\"U\n\x06LogAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\ttruncated\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t*J\n\x08LogLevel\x12\t\n\x05TRACE\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x08\n\x04WARN\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x12\t\n\x05\x46\x41TAL\x10\x05\x32\xc4\x01\n\rLoggerService\x12\x38\n\nStreamLogs\x12\x14.runtime.v1.LogEntry\x1a\x12.runtime.v1.LogAck(\x01\x12\x39\n\tQueryLogs\x12\x14.runtime.v1.LogQuery\x1a\x14.runtime.v1.LogEntry0\x01\x12>\n\rSubscribeLogs\x12\x15.runtime.v1.LogFilter\x1a\x14.runtime.v1.LogEntry0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runtime/v1/logger.proto\x12\nruntime.v1\"\xeb\x02\n\x08LogEntry\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12#\n\x05level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".runtime.v1.LogEntry.MetadataEntry\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0e\n\x06source\x18\t \x01(\t\x12\x0f\n\x07\x64ropped\x18\n \x01(\x03\x12\x14\n\x0ctimestamp_us\x18\x0b \x01(\x03\x12#\n\x05\x62\x61tch\x18\x0c \x03(\x0b\x32\x14.runtime.v1.LogEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe9\x01\n\x08LogQuery\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x12\n\nstart_time\x18\x03 \x01(\x03\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\x03\x12\x13\n\x0bsearch_text\x18\x05 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x06 \x01(\t\x12\x14\n\x0cinstance_ids\x18\x07 \x03(\t\x12\r\n\x05limit\x18\x08 \x01(\x05\x12\x14\n\x0cnewest_first\x18\t \x01(\x08\x12\x0f\n\x07\x62\x61tched\x18\n \x01(\x08\"\x8e\x01\n\tLogFilter\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.runtime.v1.LogLevel\x12\x13\n\x0bsearch_text\x18\x03 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12\x14\n\x0cinstance_ids\x18\x05 \x03(\t\"U\n\x06LogAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\ttruncated\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t*J\n\x08LogLevel\x12\t\n\x05TRACE\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x08\n\x04WARN\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x12\t\n\x05\x46\x41TAL\x10\x05\x32\xc4\x01\n\rLoggerService\x12\x38\n\nStreamLogs\x12\x14.runtime.v1.LogEntry\x1a\x12.runtime.v1.LogAck(\x01\x12\x39\n\tQueryLogs\x12\x14.runtime.v1.LogQuery\x1a\x14.runtime.v1.LogEntry0\x01\x12>\n\rSubscribeLogs\x12\x15.runtime.v1.LogFilter\x1a\x14.runtime.v1.LogEntry0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGENTRY_METADATAENTRY']._loaded_options = None
   _globals['_LOGENTRY_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_LOGLEVEL']._serialized_start=856
-  _globals['_LOGLEVEL']._serialized_end=930
+  _globals['_LOGLEVEL']._serialized_start=873
+  _globals['_LOGLEVEL']._serialized_end=947
   _globals['_LOGENTRY']._serialized_start=40
   _globals['_LOGENTRY']._serialized_end=403
   _globals['_LOGENTRY_METADATAENTRY']._serialized_start=356
   _globals['_LOGENTRY_METADATAENTRY']._serialized_end=403
   _globals['_LOGQUERY']._serialized_start=406
-  _globals['_LOGQUERY']._serialized_end=622
-  _globals['_LOGFILTER']._serialized_start=625
-  _globals['_LOGFILTER']._serialized_end=767
-  _globals['_LOGACK']._serialized_start=769
-  _globals['_LOGACK']._serialized_end=854
-  _globals['_LOGGERSERVICE']._serialized_start=933
-  _globals['_LOGGERSERVICE']._serialized_end=1129
+  _globals['_LOGQUERY']._serialized_end=639
+  _globals['_LOGFILTER']._serialized_start=642
+  _globals['_LOGFILTER']._serialized_end=784
+  _globals['_LOGACK']._serialized_start=786
+  _globals['_LOGACK']._serialized_end=871
+  _globals['_LOGGERSERVICE']._serialized_start=950
+  _globals['_LOGGERSERVICE']._serialized_end=1146
 # @@protoc_insertion_point(module_scope)

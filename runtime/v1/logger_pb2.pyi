@@ -58,7 +58,7 @@ class LogEntry(_message.Message):
     def __init__(self, service_name: _Optional[str] = ..., level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., timestamp: _Optional[int] = ..., correlation_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ..., sequence: _Optional[int] = ..., source: _Optional[str] = ..., dropped: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class LogQuery(_message.Message):
-    __slots__ = ("service_names", "min_level", "start_time", "end_time", "search_text", "correlation_id", "instance_ids", "limit", "newest_first")
+    __slots__ = ("service_names", "min_level", "start_time", "end_time", "search_text", "correlation_id", "instance_ids", "limit", "newest_first", "batched")
     SERVICE_NAMES_FIELD_NUMBER: _ClassVar[int]
     MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class LogQuery(_message.Message):
     INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     service_names: _containers.RepeatedScalarFieldContainer[str]
     min_level: LogLevel
     start_time: int
@@ -77,7 +78,8 @@ class LogQuery(_message.Message):
     instance_ids: _containers.RepeatedScalarFieldContainer[str]
     limit: int
     newest_first: bool
-    def __init__(self, service_names: _Optional[_Iterable[str]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., search_text: _Optional[str] = ..., correlation_id: _Optional[str] = ..., instance_ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., newest_first: _Optional[bool] = ...) -> None: ...
+    batched: bool
+    def __init__(self, service_names: _Optional[_Iterable[str]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., search_text: _Optional[str] = ..., correlation_id: _Optional[str] = ..., instance_ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., newest_first: _Optional[bool] = ..., batched: _Optional[bool] = ...) -> None: ...
 
 class LogFilter(_message.Message):
     __slots__ = ("service_names", "min_level", "search_text", "correlation_id", "instance_ids")
