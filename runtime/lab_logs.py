@@ -98,10 +98,13 @@ def query(
     request = logger_pb2.LogQuery(
         service_names=_names(service), instance_ids=_names(instance), min_level=_level(level),  # type: ignore[arg-type]
         start_time=_ms(since), end_time=_ms(until), search_text=search or "",
-        correlation_id=correlation_id or "", limit=limit, newest_first=newest_first,
+        correlation_id=correlation_id or "", limit=limit, newest_first=newest_first, batched=True,
     )  # fmt: skip
     stub = logger_pb2_grpc.LoggerServiceStub(channel)
-    return list(stub.QueryLogs(request, timeout=QUERY_TIMEOUT_S))
+    found: list[logger_pb2.LogEntry] = []
+    for message in stub.QueryLogs(request, timeout=QUERY_TIMEOUT_S):
+        found.extend(message.batch if message.batch else (message,))
+    return found
 
 
 def logs_frame(channel: grpc.Channel, limit: int = 1000, **filters: Any) -> pd.DataFrame:

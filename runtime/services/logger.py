@@ -34,6 +34,7 @@ GRPC_SERVICE = "runtime.v1.LoggerService"
 INGEST_BATCH = 2000
 INGEST_IN_FLIGHT = 4
 QUERY_THREADS = 2
+QUERY_CARRIER = 500  # entries per carrier message when a query asks for batched answers
 
 
 class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
@@ -114,6 +115,10 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         found, origin = await asyncio.get_running_loop().run_in_executor(self._readers, self.store.query, sel)
         context.set_trailing_metadata((("x-log-source", origin),))
+        if request.batched:
+            for i in range(0, len(found), QUERY_CARRIER):
+                yield logger_pb2.LogEntry(batch=found[i : i + QUERY_CARRIER])
+            return
         for entry in found:
             yield entry
 
