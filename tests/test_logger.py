@@ -215,3 +215,11 @@ def test_acknowledged_entries_survive_sigkill_during_a_burst(lab_dir):
         stored = {m for (m,) in db.execute("SELECT message FROM logs")}
     missing = [f"burst{b} {i}" for b in acked for i in range(500) if f"burst{b} {i}" not in stored]
     assert missing == [], f"{len(missing)} acknowledged entries missing after SIGKILL, e.g. {missing[:3]}"
+
+
+def test_batched_query_answers_in_carriers(stub):
+    send(stub, entries(1200))
+    plain = [e.message for e in stub.QueryLogs(pb.LogQuery(limit=1200), timeout=RPC_S)]
+    carriers = list(stub.QueryLogs(pb.LogQuery(limit=1200, batched=True), timeout=RPC_S))
+    assert len(carriers) == 3 and all(c.batch for c in carriers)
+    assert [e.message for c in carriers for e in c.batch] == plain == [f"line {i}" for i in range(1200)]
