@@ -10,6 +10,7 @@ import grpc
 import pytest
 from logprocs import Child, wait_for
 
+from runtime.jsonlog import format_line, parse_line
 from runtime.logship import LogShipper, entry_from_output
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
@@ -145,3 +146,19 @@ def test_close_does_not_hang_when_the_logger_is_gone(broker):
     assert time.monotonic() - t0 < 1.5, "a stopping process must not wait long for a logger that is gone"
     assert shipper.stats.dropped == 1
     assert shipper.close() is False  # twice is fine (logging.shutdown closes handlers again)
+
+
+def test_json_line_contract_round_trip():
+    line = format_line(
+        "Calling Add(2,3)", level="WARNING", correlation_id="req-1", service="client", peer="x"
+    )
+    parsed = parse_line(line)
+    assert parsed is not None
+    assert (parsed["message"], parsed["level"], parsed["correlation_id"]) == (
+        "Calling Add(2,3)",
+        pb.WARN,
+        "req-1",
+    )
+    assert parsed["fields"] == {"peer": "x"} and parsed["ts_us"] // 1000 == parsed["ts"]
+    assert parse_line('{"msg": "pino style", "level": 30}')["level"] is None  # numeric pino levels: unknown
+    assert parse_line("[1, 2]") is None and parse_line('{"no": "message"}') is None

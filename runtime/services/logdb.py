@@ -18,7 +18,7 @@ from runtime.v1 import logger_pb2
 
 DB_FILENAME = "logs.sqlite"
 # Retention: keep at most this many entries on disk (oldest go first); env LAB_LOG_RETENTION.
-RETENTION_ENTRIES = 500_000
+RETENTION_ENTRIES = 200_000  # ~45 MB of SQLite with its FTS index
 # Prune only once this many entries above the bound have piled up, so deletes come in chunks.
 RETENTION_SLACK = 10_000
 # WAL checkpoints (the only fsyncs with synchronous=NORMAL) run on their own thread at this

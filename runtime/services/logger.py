@@ -7,7 +7,7 @@ ring or SQLite/FTS5, SubscribeLogs is a live tail with a bounded queue per calle
 in ``$LAB_DIR/logs.sqlite``; without LAB_DIR the logger keeps only its ring (tests, demos).
 
 Settings (environment): LAB_LOG_RING (ring size, default 10,000), LAB_LOG_RETENTION (entries kept
-on disk, default 500,000).
+on disk, default 200,000).
 """
 
 from __future__ import annotations
