@@ -32,7 +32,9 @@ def test_transition_records_old_new_reason_and_since():
 def test_same_state_refreshes_message_without_event_unless_note():
     store = make_store()
     store.apply("c", "c-1", UNHEALTHY, "report stream lost", source="push")
-    assert store.apply("c", "c-1", UNHEALTHY, "process exited: killed by SIGKILL", source="supervisor") is None
+    assert (
+        store.apply("c", "c-1", UNHEALTHY, "process exited: killed by SIGKILL", source="supervisor") is None
+    )
     assert store.get("c-1").message == "process exited: killed by SIGKILL"
     note = store.apply("c", "c-1", UNHEALTHY, "restart scheduled", source="supervisor", note=True)
     assert note is not None and note.old_state == note.new_state == UNHEALTHY
@@ -58,7 +60,9 @@ def test_subscribe_gives_snapshot_then_transitions():
     snapshot, sub = store.subscribe(wake=lambda: woken.append(1))
     assert [(e.instance_id, e.new_state, e.snapshot) for e in snapshot] == [("a-1", HEALTHY, True)]
     store.apply("a", "a-1", DEGRADED, "slow", source="push")
-    assert woken and [(e.old_state, e.new_state, e.snapshot) for e in sub.drain()] == [(HEALTHY, DEGRADED, False)]
+    assert woken and [(e.old_state, e.new_state, e.snapshot) for e in sub.drain()] == [
+        (HEALTHY, DEGRADED, False)
+    ]
     store.unsubscribe(sub)
     store.apply("a", "a-1", HEALTHY, "ok", source="push")
     assert sub.drain() == []
