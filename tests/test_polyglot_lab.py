@@ -77,6 +77,10 @@ def ts_lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
     config.write_text(_config(node))
     lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=5, timeout_s=60)
     try:
+        # READY comes before the registration at the broker (as with the Python agent): wait for it.
+        lab.wait_for(
+            lambda: _ts_instance(lab)[0], timeout_s=RECOVER_TIMEOUT_S, what="calculator-ts-1 registered"
+        )
         yield lab
     finally:
         lab.down()
