@@ -15,6 +15,7 @@ import sys
 from runtime.errors import ConfigError
 from runtime.supervisor.config import load_config
 from runtime.supervisor.daemon import EXIT_LOCKED, Daemon, LabLocked, acquire_lock
+from runtime.supervisor.log_link import LogLink
 
 EXIT_CONFIG = 2
 
@@ -46,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor: {exc}", file=sys.stderr)
         return EXIT_LOCKED
 
+    link = LogLink()
+
     async def serve() -> int:
-        return await Daemon(config, lab_dir=lab_dir, linger_s=args.linger_s).run()
+        daemon = Daemon(config, lab_dir=lab_dir, linger_s=args.linger_s, on_output=link.tap)
+        daemon.manager.events.add_listener(lambda ev: link.on_event(ev, daemon.manager.broker_address))
+        return await daemon.run()
 
     try:
         return asyncio.run(serve())
     finally:
+        link.close()
         lock.close()  # after supervisor.json is gone: the next supervisor may start
 
 
