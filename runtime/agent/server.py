@@ -141,7 +141,7 @@ class Agent:
             return 0
 
     async def start(self) -> int:
-        """Serve, print READY, start health reporting, register with the broker; returns the port."""
+        """Serve, register with the broker, print READY, start health reporting; returns the port."""
         self._exit_if_orphaned()
         port = self.bind()
         self._catch_signals()
@@ -152,12 +152,14 @@ class Agent:
             await self._grpc_health.set(name, grpc_health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
         self._started = True
-        print(ready_line(port), flush=True)
-        await self.health.start()
         self._state = health_pb2.HEALTHY  # we serve from here on; the broker lists us as such
         if self.identity.broker_address:
+            # Register before READY, so "RUNNING" at the supervisor means "discoverable" too:
+            # a client that calls right after Lab.up() returns finds this instance.
             self._registration = Registration(self.identity.broker_address, self.instance)
             await self._registration.start()
+        print(ready_line(port), flush=True)
+        await self.health.start()
         self.health.set(health_pb2.HEALTHY, "serving")
         log.info("%s serving on %s", self.identity.instance_id, self.address)
         return port

@@ -28,6 +28,7 @@ import type { CalculatorServiceHandlers } from "./generated/calculator/v1/Calcul
 const LANGUAGE = "typescript";
 const LEASE_TTL_MS = 5000;
 const REGISTER_RETRY_MS = 300;
+const FIRST_REGISTER_TIMEOUT_MS = 3000; // READY waits this long for the first registration at most
 const BROKER_RPC_S = 2;
 const STOP_GRACE_MS = 2000;
 const PARENT_CHECK_MS = 1000;
@@ -92,6 +93,7 @@ class Registration {
   private ticker: NodeJS.Timeout | null = null;
   private retry: NodeJS.Timeout | null = null;
   private stopped = false;
+  private firstRegistered: (() => void) | null = null;
 
   constructor(
     private readonly brokerAddress: string,
@@ -100,8 +102,19 @@ class Registration {
     this.broker = new brokerProto.runtime.v1.BrokerService(brokerAddress, grpc.credentials.createInsecure());
   }
 
-  start(): void {
-    this.register();
+  /** Register; resolves once the broker accepted us, or after FIRST_REGISTER_TIMEOUT_MS (retries go on). */
+  start(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        log.write("WARN", `the broker at ${this.brokerAddress} did not accept the registration yet; still trying`, "");
+        resolve();
+      }, FIRST_REGISTER_TIMEOUT_MS);
+      this.firstRegistered = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.register();
+    });
   }
 
   private later(reason: string): void {
@@ -137,6 +150,8 @@ class Registration {
         ttl_ms: res.ttl_ms,
       });
       this.keepAlive(res.ttl_ms || LEASE_TTL_MS);
+      this.firstRegistered?.();
+      this.firstRegistered = null;
     });
   }
 
@@ -219,12 +234,12 @@ async function main(): Promise<void> {
     }
     port = await bind(server, 0); // the wanted port is taken and not required: any port will do
   }
+  // Register before READY, so "RUNNING" at the supervisor means "discoverable" too.
+  const registration = me.brokerAddress ? new Registration(me.brokerAddress, `127.0.0.1:${port}`) : null;
+  if (registration) await registration.start();
+  else log.write("WARN", "LAB_BROKER_ADDR is not set: serving without registering", "");
   process.stdout.write(`READY port=${port}\n`);
   log.write("INFO", `${me.instance} serving ${CALCULATOR_SERVICE} on 127.0.0.1:${port}`, "", { port });
-
-  const registration = me.brokerAddress ? new Registration(me.brokerAddress, `127.0.0.1:${port}`) : null;
-  if (registration) registration.start();
-  else log.write("WARN", "LAB_BROKER_ADDR is not set: serving without registering", "");
 
   let stopping = false;
   const stop = async (why: string): Promise<void> => {
