@@ -40,6 +40,7 @@ DEFAULT_LINGER_S = 30.0
 RUNNING = "RUNNING"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"  # instructors and tests: how fast a dead kernel's lease lapses
 SKIPPED_PREFIX = "skipped"
+_DEAD_STATES = (supervisor_pb2.PROCESS_STATE_FATAL, supervisor_pb2.PROCESS_STATE_EXITED)
 
 # One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same
 # handle instead of piling up leases.
@@ -127,17 +128,19 @@ class Lab(HealthViews, LogViews, PolyglotViews):
         """Wait until every service instance is RUNNING; returns the status table.
 
         Raises:
-            StartupError: an instance went FATAL, or was not ready in time (with its last lines).
+            StartupError: an instance went FATAL or EXITED for good, or was not ready in time (with its last lines).
         """
         deadline = time.monotonic() + timeout_s
         while True:
             procs = list(self._call("ListProcesses", supervisor_pb2.ListProcessesRequest()).processes)
             pending = [p for p in procs if not _is_ready_or_skipped(p)]
-            fatal = [p for p in pending if p.state == supervisor_pb2.PROCESS_STATE_FATAL]
-            if fatal:
-                p = fatal[0]
+            # FATAL: the start limit was hit; EXITED: its restart policy says it stays down.
+            dead = [p for p in pending if p.state in _DEAD_STATES]
+            if dead:
+                p = dead[0]
+                state = frames.enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_")
                 raise StartupError(
-                    p.instance_id, f"is FATAL: {p.last_exit_reason}", self._last_lines(p.instance_id)
+                    p.instance_id, f"is {state}: {p.last_exit_reason}", self._last_lines(p.instance_id)
                 )
             if procs and not pending:
                 return frames.status_frame(procs)
@@ -246,7 +249,9 @@ class Lab(HealthViews, LogViews, PolyglotViews):
             instance, f"was not running again within {timeout_s:.0f} s", self._last_lines(instance)
         )
 
-    def wait_for(self, condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> None:
+    def wait_for(
+        self, condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"
+    ) -> None:
         """Poll ``condition`` until it is true (a cell-friendly wait with a timeout).
 
         Raises:
