@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
 
+from runtime.services.channel_task import ChannelTask
 from runtime.services.health_probe import Prober
 from runtime.services.health_settings import HealthSettings
 from runtime.services.health_store import UNHEALTHY, UNKNOWN, HealthStore, as_state
@@ -31,18 +31,19 @@ REMOVED = broker_pb2.SERVICE_EVENT_TYPE_REMOVED
 SNAPSHOT_END = broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END
 
 
-class BrokerHealthPusher:
+class BrokerHealthPusher(ChannelTask):
     """Sends the latest state of each changed instance to the broker (SetInstanceHealth)."""
+
+    TASK_NAME = "broker health pusher"
 
     MAX_TRACKED = 10_000
 
     def __init__(self, broker_address: str, settings: HealthSettings) -> None:
         self.settings = settings
-        self._channel = grpc.aio.insecure_channel(broker_address)
+        super().__init__(broker_address)
         self._stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
         self._pending: dict[str, tuple[int, str, int]] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # instance id -> timestamp (ms) of the newest state the broker has acknowledged.
         self._delivered: dict[str, int] = {}
         self._delivered_changed = asyncio.Condition()
@@ -82,18 +83,6 @@ class BrokerHealthPusher:
         async with self._delivered_changed:
             self._delivered_changed.notify_all()
 
-    def start(self) -> None:
-        """Start the sending task."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="broker health pusher")
-
-    async def close(self) -> None:
-        """Stop sending and close the channel."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._channel.close()
-
     async def _run(self) -> None:
         backoff = self.settings.reconnect_initial_s
         while True:
@@ -118,8 +107,10 @@ class BrokerHealthPusher:
                     backoff = min(backoff * 2, self.settings.reconnect_max_s)
 
 
-class BrokerFollower:
+class BrokerFollower(ChannelTask):
     """Follows the broker's registry: tracks instances for probing and keeps the broker in sync."""
+
+    TASK_NAME = "broker follower"
 
     def __init__(
         self,
@@ -133,24 +124,11 @@ class BrokerFollower:
         self.prober = prober
         self.pusher = pusher
         self.settings = settings
-        self._channel = grpc.aio.insecure_channel(broker_address)
+        super().__init__(broker_address)
         self._stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
-        self._task: asyncio.Task[None] | None = None
         self.revision = 0
         self.connected = asyncio.Event()
         self._snapshot_ids: set[str] | None = None
-
-    def start(self) -> None:
-        """Start following (in the background)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="broker follower")
-
-    async def close(self) -> None:
-        """Stop following and close the channel."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._channel.close()
 
     async def _run(self) -> None:
         backoff = self.settings.reconnect_initial_s

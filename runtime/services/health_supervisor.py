@@ -20,13 +20,13 @@ service itself restarted) are seeded from what the supervisor knows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
 
 import grpc
 
+from runtime.services.channel_task import ChannelTask
 from runtime.services.health_probe import Prober
 from runtime.services.health_settings import HealthSettings
 from runtime.services.health_store import STARTING, UNHEALTHY, UNKNOWN, HealthStore
@@ -55,8 +55,10 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-class SupervisorFollower:
+class SupervisorFollower(ChannelTask):
     """Turns the supervisor's process events into health states."""
+
+    TASK_NAME = "supervisor follower"
 
     def __init__(
         self, supervisor_address: str, store: HealthStore, prober: Prober, settings: HealthSettings
@@ -64,23 +66,10 @@ class SupervisorFollower:
         self.store = store
         self.prober = prober
         self.settings = settings
-        self._channel = grpc.aio.insecure_channel(supervisor_address)
+        super().__init__(supervisor_address)
         self._stub = supervisor_pb2_grpc.SupervisorServiceStub(self._channel)
-        self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.events_seen = 0
-
-    def start(self) -> None:
-        """Start following (in the background)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="supervisor follower")
-
-    async def close(self) -> None:
-        """Stop following and close the channel."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._channel.close()
 
     async def _run(self) -> None:
         backoff = self.settings.reconnect_initial_s
