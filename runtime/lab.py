@@ -272,6 +272,7 @@ class Lab(HealthViews, LogViews, PolyglotViews):
         """
         from calculator.client import CalculatorClient
 
+        self.ship_client_logs()  # so "Calling Add(2,3)" / "Result: 5" reach the logger (service "notebook")
         return CalculatorClient(self.broker_address, timeout_s=timeout_s)
 
     def down(self, timeout_s: float = launcher.SHUTDOWN_WAIT_S) -> None:

@@ -106,7 +106,7 @@ def test_client_library(lab, caplog: pytest.LogCaptureFixture) -> None:
     messages = [r.getMessage() for r in caplog.records if r.name == "calculator.client"]
     assert messages[:3] == ["Calling Add(2,3)", "Result: 5", "python client called python server"]
     # The lookup carried the client's correlation id: the broker logged it with that id.
-    line = broker.wait_for_line('"Lookup calculator.v1.CalculatorService"')
+    line = broker.wait_for_line('"Lookup CalculatorService"')
     assert json.loads(line)["correlation_id"] == "req-123"
 
 

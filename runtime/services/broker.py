@@ -157,7 +157,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                 "service_name is empty; ask for e.g. 'calculator', 'calculator.v1.CalculatorService' "
                 "or 'CalculatorService'",
             )
-        log.info("Lookup %s", request.service_name)
+        # The seed's log line: "req-123 Lookup CalculatorService" (short name; the full one is metadata).
+        log.info("Lookup %s", request.service_name.rsplit(".", 1)[-1], extra={"asked": request.service_name})
         found = self.registry.lookup(request.service_name, request.role, request.include_unhealthy)
         return broker_pb2.LookupServiceResponse(instances=found, revision=self.registry.revision)
 
