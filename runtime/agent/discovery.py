@@ -249,21 +249,13 @@ class _Watcher(threading.Thread):
         owner = self._owner
         backoff = WATCH_BACKOFF_START_S
         while not self._stopping.is_set():
-            revision = owner.rotation.revision
-            request = broker_pb2.WatchServicesRequest(service_name=owner.service, from_revision=revision)
-            snapshot: list[broker_pb2.ServiceInstance] | None = [] if revision == 0 else None
+            request, fold = owner.rotation.watch_request(owner.service)
             try:
                 self._call = stub.WatchServices(request)
                 if self._stopping.is_set():
                     self._call.cancel()
                 for event in self._call:
-                    if event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END and snapshot is not None:
-                        owner.rotation.replace(snapshot, event.revision)
-                        snapshot = None
-                    elif snapshot is not None:
-                        snapshot.append(event.instance)
-                    else:
-                        owner.rotation.apply(event)
+                    fold.feed(event)
                     backoff = WATCH_BACKOFF_START_S
             except grpc.RpcError as exc:
                 if self._stopping.is_set():

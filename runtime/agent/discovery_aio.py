@@ -97,20 +97,11 @@ class AioDiscoveryChannel:
     async def _follow(self) -> None:
         backoff = WATCH_BACKOFF_START_S
         while True:
-            revision = self.rotation.revision
-            snapshot: list[broker_pb2.ServiceInstance] | None = [] if revision == 0 else None
-            call = self._broker.WatchServices(
-                broker_pb2.WatchServicesRequest(service_name=self.service, from_revision=revision)
-            )
+            request, fold = self.rotation.watch_request(self.service)
+            call = self._broker.WatchServices(request)
             try:
                 async for event in call:
-                    if event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END and snapshot is not None:
-                        self.rotation.replace(snapshot, event.revision)
-                        snapshot = None
-                    elif snapshot is not None:
-                        snapshot.append(event.instance)
-                    else:
-                        self.rotation.apply(event)
+                    fold.feed(event)
                     backoff = WATCH_BACKOFF_START_S
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.OUT_OF_RANGE:

@@ -79,6 +79,12 @@ class Rotation(Generic[C]):
                 self._upsert_locked(inst)
             self.revision = max(self.revision, event.revision)
 
+    def watch_request(self, service: str) -> tuple[broker_pb2.WatchServicesRequest, WatchFold[C]]:
+        """The WatchServices request that resumes from here, and the fold that consumes its events."""
+        revision = self.revision
+        request = broker_pb2.WatchServicesRequest(service_name=service, from_revision=revision)
+        return request, WatchFold(self, snapshot=revision == 0)
+
     def pick(self, exclude: str = "") -> Member[C] | None:
         """The next instance in round-robin order (skipping ``exclude``), or None when there is none."""
         with self._lock:
@@ -121,3 +127,21 @@ class Rotation(Generic[C]):
         self._retired.append((now, channel))
         while self._retired and now - self._retired[0][0] > RETIRE_GRACE_S:
             self._close(self._retired.pop(0)[1])
+
+
+class WatchFold(Generic[C]):
+    """Feeds one WatchServices stream into a Rotation: the snapshot replaces, later events apply."""
+
+    def __init__(self, rotation: Rotation[C], *, snapshot: bool) -> None:
+        self.rotation = rotation
+        self._snapshot: list[broker_pb2.ServiceInstance] | None = [] if snapshot else None
+
+    def feed(self, event: broker_pb2.ServiceEvent) -> None:
+        """Take one event of the stream."""
+        if self._snapshot is None:
+            self.rotation.apply(event)
+        elif event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END:
+            self.rotation.replace(self._snapshot, event.revision)
+            self._snapshot = None
+        else:
+            self._snapshot.append(event.instance)
