@@ -92,7 +92,7 @@ class ProcessInfo(_message.Message):
     def __init__(self, service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., restarts: _Optional[int] = ..., port: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., rss_mb: _Optional[float] = ..., exit_code: _Optional[int] = ..., last_exit_reason: _Optional[str] = ..., next_start_at: _Optional[int] = ..., language: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., started_at: _Optional[int] = ...) -> None: ...
 
 class ProcessEvent(_message.Message):
-    __slots__ = ("seq", "timestamp", "service", "instance_id", "pid", "kind", "reason", "exit_code", "signal", "rule", "next_attempt_at", "timestamp_us")
+    __slots__ = ("seq", "timestamp", "service", "instance_id", "pid", "kind", "reason", "exit_code", "signal", "rule", "next_attempt_at", "timestamp_us", "dropped")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class ProcessEvent(_message.Message):
     RULE_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     timestamp: int
     service: str
@@ -117,7 +118,8 @@ class ProcessEvent(_message.Message):
     rule: str
     next_attempt_at: int
     timestamp_us: int
-    def __init__(self, seq: _Optional[int] = ..., timestamp: _Optional[int] = ..., service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., kind: _Optional[_Union[ProcessEventKind, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., rule: _Optional[str] = ..., next_attempt_at: _Optional[int] = ..., timestamp_us: _Optional[int] = ...) -> None: ...
+    dropped: int
+    def __init__(self, seq: _Optional[int] = ..., timestamp: _Optional[int] = ..., service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., kind: _Optional[_Union[ProcessEventKind, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., rule: _Optional[str] = ..., next_attempt_at: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
 
 class GetLabInfoRequest(_message.Message):
     __slots__ = ()
