@@ -41,3 +41,23 @@ def test_tap_keeps_lines_until_attached_then_forwards() -> None:
     tap.attach(lambda service, iid, pid, stream, ts, line: seen.append(f"{stream}:{line}"))
     tap("svc", "svc-1", 1, "stdout", 13, "d")
     assert seen == ["stdout:b", "stderr:c", "stdout:d"]
+
+
+def test_a_slow_event_subscriber_loses_the_oldest_and_is_told_how_many() -> None:
+    import asyncio
+
+    from runtime.supervisor.events import EventLog
+    from runtime.v1 import supervisor_pb2 as pb
+
+    async def scenario() -> list[tuple[int, int]]:
+        log = EventLog()
+        sub = log.subscribe(maxsize=3)
+        for _ in range(10):
+            log.emit(service="svc", instance_id="svc-1", kind=pb.PROCESS_EVENT_KIND_SIGNALED)
+        got = [await sub.get() for _ in range(3)]
+        log.emit(service="svc", instance_id="svc-1", kind=pb.PROCESS_EVENT_KIND_SIGNALED)
+        got.append(await sub.get())
+        return [(e.seq, e.dropped) for e in got if e is not None]
+
+    # Seven oldest lost, said once on the first event after the loss; the shared history is untouched.
+    assert asyncio.run(scenario()) == [(8, 7), (9, 0), (10, 0), (11, 0)]

@@ -37,6 +37,7 @@ class Subscription:
         self._log = log
         self.service = service
         self.dropped = 0
+        self._told = 0  # drops already reported to the reader
         self._closed = False
         self._queue: asyncio.Queue[pb.ProcessEvent | None] = asyncio.Queue(maxsize)
 
@@ -50,10 +51,20 @@ class Subscription:
         self._queue.put_nowait(event)
 
     async def get(self) -> pb.ProcessEvent | None:
-        """The next event (waits); None once the log is closed."""
+        """The next event (waits); None once the log is closed.
+
+        After a loss the next event carries ``dropped``: how many were lost since the last one.
+        """
         if self._closed and self._queue.empty():
             return None
-        return await self._queue.get()
+        event = await self._queue.get()
+        if event is not None and self.dropped > self._told:
+            stamped = pb.ProcessEvent()  # events are shared by every subscriber: stamp a copy
+            stamped.CopyFrom(event)
+            stamped.dropped = self.dropped - self._told
+            self._told = self.dropped
+            return stamped
+        return event
 
     def end(self) -> None:
         """Wake the reader with the end of the stream (the lab is shutting down)."""
