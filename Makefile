@@ -21,9 +21,11 @@ $(BUF): proto/package.json
 	cd proto && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Regenerate runtime/v1 and calculator/v1 from proto/ (committed; DO NOT EDIT the output).
+## Regenerate every committed stub from proto/ (DO NOT EDIT the output): Python in runtime/v1 and
+## calculator/v1, TypeScript types in calculator/node/src/generated. Tests fail when either is stale.
 gen: $(STAMP)
 	$(PY) proto/generate.py
+	cd calculator/node && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen-types
 
 proto-lint: $(BUF)
 	cd proto && ./node_modules/.bin/buf lint
