@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUF := proto/node_modules/.bin/buf
 LAB_PORT ?= 8888
+# JupyterLab refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test install gen check-gen lint proto-lint polyglot bench clean
 
@@ -44,7 +46,7 @@ test: install lint polyglot
 
 ## Start JupyterLab on notebooks/ (prints the URL to open).
 lab: install polyglot
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT)
 
 bench: install polyglot
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
