@@ -28,22 +28,30 @@ FOREGROUND_POLL_S = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runtime-lab", description="Run and watch the service runtime lab.")
-    parser.add_argument("--lab-dir", default=None, help="lab directory (default: .lab in the project root)")
+    # --lab-dir works before or after the command: `runtime-lab --lab-dir D up` and `runtime-lab up --lab-dir D`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--lab-dir", default=argparse.SUPPRESS, help="lab directory (default: .lab in the project root)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="runtime-lab", description="Run and watch the service runtime lab.", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the lab (or attach) and keep it running until `down`")
+    up = sub.add_parser(
+        "up", parents=[common], help="start the lab (or attach) and keep it running until `down`"
+    )
     up.add_argument("--config", default=None, help="lab file (default: lab.yaml in the project root)")
     up.add_argument(
         "--foreground", action="store_true", help="stay attached; print events; Ctrl-C stops the lab"
     )
     up.add_argument("--timeout-s", type=float, default=60.0)
-    st = sub.add_parser("status", help="the process table")
+    st = sub.add_parser("status", parents=[common], help="the process table")
     st.add_argument("--json", action="store_true", help="machine-readable output")
-    ev = sub.add_parser("events", help="lifecycle events with reasons")
+    ev = sub.add_parser("events", parents=[common], help="lifecycle events with reasons")
     ev.add_argument("--limit", type=int, default=50)
-    tp = sub.add_parser("top", help="live process table")
+    tp = sub.add_parser("top", parents=[common], help="live process table")
     tp.add_argument("--iterations", type=int, default=0, help=argparse.SUPPRESS)
-    sub.add_parser("down", help="stop every process and the supervisor")
+    sub.add_parser("down", parents=[common], help="stop every process and the supervisor")
     return parser
 
 
@@ -77,6 +85,7 @@ def _up(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `runtime-lab`."""
     args = _parser().parse_args(argv)
+    args.lab_dir = getattr(args, "lab_dir", None)
     try:
         if args.command == "up":
             return _up(args)

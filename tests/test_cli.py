@@ -15,12 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
 def test_up_status_events_top_down(lab_dir: Path) -> None:
-    up = cli("--lab-dir", str(lab_dir), "up", "--config", str(SMALL))
+    up = cli("up", "--lab-dir", str(lab_dir), "--config", str(SMALL))  # the option after the command
     assert up.returncode == 0, up.stderr
     assert "calculator-2" in up.stdout and "runtime-lab down" in up.stdout
     info = launcher.read_info(lab_dir)
