@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from runtime.agent import correlation, log_handler
+from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
 from runtime.agent.registration import Registration
 from runtime.identity import LOOPBACK, Identity, ready_line
@@ -78,6 +79,9 @@ class Agent:
         if server_interceptor is not None:
             chain.append(server_interceptor)
         chain += self.health.interceptors()
+        # Inside the timing interceptor: injected delays count in the DEGRADED rule's latency.
+        self.faults = FaultAgent(self.identity)
+        chain += self.faults.interceptors()
         chain += list(interceptors)
         self.server: grpc.aio.Server = grpc.aio.server(interceptors=chain, options=SERVER_OPTIONS)
         self._grpc_health = grpc_health.aio.HealthServicer()
@@ -161,6 +165,7 @@ class Agent:
         print(ready_line(port), flush=True)
         await self.health.start()
         self.health.set(health_pb2.HEALTHY, "serving")
+        await self.faults.start(self.health.broker_address)
         log.info("%s serving on %s", self.identity.instance_id, self.address)
         return port
 
@@ -197,6 +202,7 @@ class Agent:
         self._stopped = True
         log.info("%s stopping: %s", self.identity.instance_id, reason)
         self._state = health_pb2.UNHEALTHY
+        await self.faults.close()  # no injected delay or error while draining
         steps = []
         if self._started:
             await self._grpc_health.enter_graceful_shutdown()
