@@ -1,0 +1,265 @@
+"""Chaos in a real lab: every fault kind seen at a client, TTL, dead-man switch, CRASH, bad input."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from calculator.client import CalculatorClient
+from calculator.v1 import calculator_pb2, calculator_pb2_grpc
+from runtime.errors import ClientError, ServiceNotFound
+from runtime.lab import Lab
+from runtime.lab_chaos import CHAOS_GRPC_SERVICE, ChaosViews
+from runtime.services.chaos_rules import MAX_ACTIVE_FAULTS
+from runtime.v1 import chaos_pb2, chaos_pb2_grpc
+
+WAIT_S = 10.0
+DEAD_MAN_LIMIT_S = 1.0
+LAB_YAML = """
+linger_s: 2
+services:
+  broker:
+    command: [python, -m, runtime.services.broker]
+    restart: always
+    restart_delay_s: 0.1
+    sticky_port: true
+  logger:
+    command: [python, -m, runtime.services.logger]
+    restart: always
+    restart_delay_s: 0.1
+    depends_on: {broker: ready}
+  chaos:
+    command: [python, -m, runtime.services.chaos]
+    restart: always
+    restart_delay_s: 0.1
+    depends_on: {broker: ready}
+  calculator:
+    command: [python, -m, calculator.server]
+    instances: 2
+    restart: always
+    restart_delay_s: 0.2
+    depends_on: {broker: ready}
+"""
+
+
+class ChaosLab(Lab, ChaosViews):
+    """Lab with the chaos views (until Lab itself lists ChaosViews among its bases)."""
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lab_dir: Path) -> Iterator[ChaosLab]:
+    config = tmp_path / "chaos-lab.yaml"
+    config.write_text(LAB_YAML)
+    lab = ChaosLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    yield lab
+    lab.down()
+
+
+def wait_until(pred, what: str, timeout_s: float = WAIT_S):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = pred()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def instance_row(lab: Lab, instance: str):
+    df = lab.lookup("calculator")
+    return df[df.instance == instance].iloc[0]
+
+
+class Direct:
+    """Calls one instance straight (no discovery, no retry): what that instance does is what we see."""
+
+    def __init__(self, lab: Lab, instance: str) -> None:
+        self.channel = grpc.insecure_channel(instance_row(lab, instance).address)
+        self.stub = calculator_pb2_grpc.CalculatorServiceStub(self.channel)
+
+    def add(self, timeout_s: float = 5.0) -> tuple[float, grpc.RpcError | None]:
+        started = time.monotonic()
+        try:
+            self.stub.Add(calculator_pb2.AddRequest(a=2, b=3), timeout=timeout_s)
+            err = None
+        except grpc.RpcError as exc:
+            err = exc
+        return time.monotonic() - started, err
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: ChaosLab) -> None:
+    client = lab.calculator(timeout_s=5)
+    client.add(1, 1)
+    fid = lab.inject("calculator", "delay", duration_s=30, delay_ms=500)
+    assert list(lab.faults().fault_id) == [fid]
+
+    def timed() -> float:
+        started = time.monotonic()
+        client.add(2, 3)
+        return time.monotonic() - started
+
+    wait_until(lambda: timed() >= 0.5, "the delay to reach the agents", 3)
+    assert min(timed() for _ in range(4)) >= 0.5  # both instances, round robin
+    with pytest.raises(ClientError) as info:
+        CalculatorClient(lab.broker_address, timeout_s=0.2).add(2, 3)
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    assert lab.clear(fid) == 1
+    wait_until(lambda: timed() < 0.1, "fast calls after clear", 3)
+    assert max(timed() for _ in range(4)) < 0.25
+    assert lab.faults().empty
+    client.close()
+
+
+def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab: ChaosLab) -> None:
+    direct = Direct(lab, "calculator-1")
+    try:
+        fid = lab.inject("calculator", "error_inject", instance=1, error_rate=1.0)
+        err = wait_until(lambda: direct.add()[1], "injected errors", 3)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE and err.details() == f"injected fault {fid}"
+
+        def logged():
+            df = lab.logs(service="calculator", level="ERROR", search="injected error")
+            return not df.empty and set(df.instance) == {"calculator-1"}
+
+        wait_until(logged, "the injected errors in the calculator's logs", 5)
+        lab.clear(fid)
+        wait_until(lambda: direct.add()[1] is None, "calls succeed after clear", 3)
+
+        lab.inject("calculator", "packet_loss", instance="calculator-1", packet_loss_pct=50)
+        wait_until(lambda: direct.add()[1] is not None, "the first dropped call", 3)
+        lost = sum(direct.add()[1] is not None for _ in range(60))
+        assert 10 <= lost <= 50, f"{lost} of 60 calls dropped at 50 % loss"
+        # Through discovery, a dropped call is retried once on the next instance (calculator-2).
+        client = lab.calculator()
+        for _ in range(30):
+            client.add(2, 3)
+        client.close()
+        assert lab.clear() == 1
+    finally:
+        direct.close()
+
+
+def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: ChaosLab) -> None:
+    proc = psutil.Process(int(instance_row(lab, "calculator-2").pid))
+    threads = proc.num_threads()
+    fid = lab.inject("calculator", "cpu_hog", instance=2, cpu_threads=2)
+    wait_until(lambda: proc.num_threads() >= threads + 2, "two busy threads")
+    cpu0 = sum(proc.cpu_times()[:2])
+    time.sleep(0.5)
+    assert sum(proc.cpu_times()[:2]) - cpu0 >= 0.25, "the hog threads did not burn CPU"
+    lab.clear(fid)
+    wait_until(lambda: proc.num_threads() <= threads, "the busy threads to stop")
+
+    rss = proc.memory_info().rss
+    fid = lab.inject("calculator", "memory_leak", instance=2, memory_mb=128)
+    wait_until(lambda: proc.memory_info().rss - rss >= 100 * 2**20, "RSS to grow by ~128 MiB")
+    lab.clear(fid)
+    wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, "the leaked memory to be released")
+
+
+def test_faults_expire_by_ttl(lab: ChaosLab) -> None:
+    direct = Direct(lab, "calculator-1")
+    try:
+        lab.inject("calculator", "delay", duration_s=1, delay_ms=300)
+        wait_until(lambda: direct.add()[0] >= 0.3, "the delay", 3)
+        wait_until(lambda: direct.add()[0] < 0.1, "the delay to expire", 3)
+        assert lab.faults().empty
+    finally:
+        direct.close()
+
+
+def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: ChaosLab) -> None:
+    direct = Direct(lab, "calculator-1")
+    try:
+        lab.inject("calculator", "delay", delay_ms=300)  # no TTL: only the dead-man switch ends it
+        wait_until(lambda: direct.add()[0] >= 0.3, "the delay", 3)
+        killed = lab.kill("chaos")
+        killed_at = time.monotonic()
+        wait_until(lambda: direct.add()[0] < 0.1, "the agent to drop the fault", 3)
+        took = time.monotonic() - killed_at
+        assert took <= DEAD_MAN_LIMIT_S, f"faults dropped {took:.2f} s after the chaos service died"
+        lab.wait_restarted("chaos-1", killed["pid"])
+        assert lab.faults().empty  # the new chaos service starts with none
+    finally:
+        direct.close()
+
+
+def test_crash_goes_through_the_supervisor_which_restarts(lab: ChaosLab) -> None:
+    before = lab.status("calculator").set_index("instance").pid.to_dict()
+    chaos = chaos_pb2_grpc.ChaosServiceStub(lab._channel(CHAOS_GRPC_SERVICE))
+    status = chaos.InjectFault(
+        chaos_pb2.FaultConfig(
+            target_service="calculator", type=chaos_pb2.CRASH, target_instance="calculator-1"
+        ),
+        timeout=5,
+    )
+    assert not status.active and f"calculator-1 (pid {before['calculator-1']})" in status.message
+    lab.wait_restarted("calculator-1", before["calculator-1"])
+    events = lab.events("calculator")
+    assert events[(events.instance == "calculator-1")].reason.str.contains("SIGKILL").any()
+    # No instance: every instance of the service.
+    now = lab.status("calculator").set_index("instance").pid.to_dict()
+    lab.inject("calculator", "crash")
+    for instance, pid in now.items():
+        lab.wait_restarted(instance, pid)
+    with pytest.raises(ClientError, match="does not crash itself") as info:
+        lab.inject("chaos", "crash")
+    assert info.value.code == "FAILED_PRECONDITION"
+    assert lab.faults().empty  # a crash is an event, not an active fault
+
+
+def test_bad_input_gets_the_right_status_and_a_clear_message(lab: ChaosLab) -> None:
+    pids = lab.status().set_index("instance").pid.to_dict()
+    chaos = chaos_pb2_grpc.ChaosServiceStub(lab._channel(CHAOS_GRPC_SERVICE))
+
+    def code_of(config: chaos_pb2.FaultConfig) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as info:
+            chaos.InjectFault(config, timeout=5)
+        return info.value.code(), info.value.details()
+
+    def cfg(
+        ftype: int | None, duration: int = 0, service: str = "calculator", **params
+    ) -> chaos_pb2.FaultConfig:
+        c = chaos_pb2.FaultConfig(
+            target_service=service, duration_seconds=duration, params=chaos_pb2.FaultParams(**params)
+        )
+        if ftype is not None:
+            c.type = ftype  # type: ignore[assignment]
+        return c
+
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    code, details = code_of(cfg(None))
+    assert code == invalid and "type is not set" in details, details
+    assert "duration_seconds is -5" in code_of(cfg(chaos_pb2.DELAY, -5, delay_ms=10))[1]
+    for config, words in [
+        (cfg(chaos_pb2.PACKET_LOSS, packet_loss_pct=101), "0 to 100"),
+        (cfg(chaos_pb2.ERROR_INJECT, error_rate=-0.1), "0 to 1"),
+        (cfg(chaos_pb2.DELAY, delay_ms=60_000), "MAX_DELAY_MS"),
+        (cfg(chaos_pb2.CPU_HOG, cpu_threads=64), "MAX_CPU_THREADS"),
+        (cfg(chaos_pb2.MEMORY_LEAK, memory_mb=1 << 20), "MAX_MEMORY_MB"),
+    ]:
+        code, details = code_of(config)
+        assert code == invalid and words in details, details
+    code, details = code_of(cfg(chaos_pb2.CRASH, service="database"))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert details == "no lab service named 'database'; the lab runs: broker, calculator, chaos, logger"
+    with pytest.raises(ServiceNotFound, match="has no instance 'calculator-9'"):
+        lab.inject("calculator", "crash", instance=9)
+    # An unset type never crashed anything.
+    assert lab.status().set_index("instance").pid.to_dict() == pids
+
+    ids = [lab.inject("calculator", "error_inject", error_rate=0.0) for _ in range(MAX_ACTIVE_FAULTS)]
+    with pytest.raises(ClientError, match=f"the cap is {MAX_ACTIVE_FAULTS}") as info:
+        lab.inject("calculator", "error_inject", error_rate=0.0)
+    assert info.value.code == "RESOURCE_EXHAUSTED"
+    assert lab.clear("fault-nosuch") == 0
+    assert lab.clear(ids[0]) == 1
+    assert lab.clear() == MAX_ACTIVE_FAULTS - 1
