@@ -13,6 +13,7 @@ import logging
 import grpc
 
 from calculator.numbers import call_text, compute, fmt
+from calculator.settings import Settings
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.agent import Agent
 from runtime.identity import Identity
@@ -32,18 +33,20 @@ class Calculator(calculator_pb2_grpc.CalculatorServiceServicer):
         'calculator-1'
     """
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings(identity.instance_id, broker_address="")
         self.served_by = calculator_pb2.ServedBy(
             instance_id=identity.instance_id, language=LANGUAGE, service_name=identity.service_name
         )
 
     async def _answer(self, operation: str, request, context: grpc.aio.ServicerContext) -> float:
         text = call_text(operation, request.a, request.b)
-        try:
-            result = compute(operation, request.a, request.b)
-        except ZeroDivisionError:
-            log.warning("%s rejected: division by zero", text)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "division by zero")
+        async with self.settings.admit(context):  # live max_connections / work_ms from config
+            try:
+                result = compute(operation, request.a, request.b)
+            except ZeroDivisionError:
+                log.warning("%s rejected: division by zero", text)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "division by zero")
         log.info("%s = %s", text, fmt(result))
         return result
 
@@ -68,8 +71,17 @@ class Calculator(calculator_pb2_grpc.CalculatorServiceServicer):
 async def main() -> None:
     """Serve the calculator until SIGTERM/SIGINT."""
     agent = Agent([GRPC_SERVICE], default_service="calculator")
-    calculator_pb2_grpc.add_CalculatorServiceServicer_to_server(Calculator(agent.identity), agent.server)
-    await agent.run()
+    settings = Settings(
+        agent.identity.instance_id, on_degraded_p99=lambda ms: setattr(agent.health.rule, "p99_ms", ms)
+    )
+    calculator_pb2_grpc.add_CalculatorServiceServicer_to_server(
+        Calculator(agent.identity, settings), agent.server
+    )
+    settings.start()  # follows config namespace "calculator"; defaults while there is none
+    try:
+        await agent.run()
+    finally:
+        await settings.stop()
 
 
 if __name__ == "__main__":

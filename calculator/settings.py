@@ -1,0 +1,121 @@
+"""The calculator's live settings, read from config namespace ``calculator`` (no restart needed).
+
+======================  =======  ==========================================================
+key                     default  meaning
+======================  =======  ==========================================================
+``max_connections``     1000     calls served at once; beyond it a call gets
+                                 RESOURCE_EXHAUSTED "calculator-1 is at max_connections=N"
+``work_ms``             0        simulated work per call (makes concurrency visible)
+``degraded_p99_ms``     250      p99 latency above which the instance reports DEGRADED
+======================  =======  ==========================================================
+
+A value that is missing, not an int or out of range falls back to the default (logged). Without
+a config service (or a broker) the defaults apply and the calculator works as before.
+
+    settings = Settings(identity.instance_id)
+    settings.start()                     # follows the config service in the background
+    async with settings.admit(context):  # in each RPC: in-flight limit + simulated work
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from runtime.agent.config_watch import ConfigWatch
+from runtime.v1 import config_pb2
+
+log = logging.getLogger("calculator.settings")
+
+NAMESPACE = "calculator"
+DEFAULTS = {"max_connections": 1000, "work_ms": 0, "degraded_p99_ms": 250}
+LIMITS = {"max_connections": (1, 100_000), "work_ms": (0, 10_000), "degraded_p99_ms": (1, 600_000)}
+
+
+class Settings:
+    """Current settings of one calculator instance, updated live from the config service."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        *,
+        broker_address: str | None = None,
+        on_degraded_p99: Callable[[float], object] | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.values: dict[str, int] = dict(DEFAULTS)
+        self.in_flight = 0
+        self.rejected = 0
+        self._on_degraded_p99 = on_degraded_p99
+        self.watch = ConfigWatch(NAMESPACE, self._changed, broker_address)
+
+    @property
+    def max_connections(self) -> int:
+        return self.values["max_connections"]
+
+    @property
+    def work_ms(self) -> int:
+        return self.values["work_ms"]
+
+    def start(self) -> None:
+        """Follow config namespace ``calculator`` in the background (no-op without a broker)."""
+        self.watch.start()
+
+    async def stop(self) -> None:
+        """Stop following."""
+        await self.watch.stop()
+
+    def _changed(self, key: str, value: config_pb2.ConfigValue) -> None:
+        if key not in DEFAULTS:
+            return
+        lo, hi = LIMITS[key]
+        try:
+            number = int(value.value)
+        except ValueError:
+            number = None
+        if number is None or not lo <= number <= hi:
+            log.warning(
+                "config %s/%s=%r is not an int in %d..%d; using %d",
+                NAMESPACE,
+                key,
+                value.value,
+                lo,
+                hi,
+                DEFAULTS[key],
+            )
+            number = DEFAULTS[key]
+        if self.values[key] != number:
+            log.info(
+                "%s: %s %d -> %d (config version %d, no restart)",
+                self.instance_id,
+                key,
+                self.values[key],
+                number,
+                value.version,
+            )
+        self.values[key] = number
+        if key == "degraded_p99_ms" and self._on_degraded_p99 is not None:
+            self._on_degraded_p99(float(number))
+
+    @contextlib.asynccontextmanager
+    async def admit(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Serve one call within max_connections (RESOURCE_EXHAUSTED beyond it), after work_ms."""
+        limit = self.max_connections
+        if self.in_flight >= limit:
+            self.rejected += 1
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.instance_id} is at max_connections={limit}; retry later or raise it in config",
+            )
+        self.in_flight += 1
+        try:
+            if self.work_ms:
+                await asyncio.sleep(self.work_ms / 1000)
+            yield
+        finally:
+            self.in_flight -= 1
