@@ -1,0 +1,136 @@
+"""Config and state in a real lab: the calculator follows config live; workers count and elect a leader."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import ClientError
+from runtime.lab import Lab
+from runtime.lab_state import ConfigStateViews
+
+WAIT_S = 10.0
+LAB_YAML = """
+linger_s: 2
+services:
+  broker:
+    command: [python, -m, runtime.services.broker]
+    restart: always
+    restart_delay_s: 0.1
+    sticky_port: true
+  config:
+    command: [python, -m, runtime.services.config]
+    restart: always
+    restart_delay_s: 0.1
+    depends_on: {broker: ready}
+  state:
+    command: [python, -m, runtime.services.state]
+    restart: always
+    restart_delay_s: 0.1
+    depends_on: {broker: ready}
+  calculator:
+    command: [python, -m, calculator.server]
+    restart: always
+    restart_delay_s: 0.3
+    depends_on: {broker: ready}
+"""
+
+
+class StateLab(Lab, ConfigStateViews):
+    """Lab with the config/state views (until Lab itself lists ConfigStateViews among its bases)."""
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lab_dir: Path):
+    config = tmp_path / "state-lab.yaml"
+    config.write_text(LAB_YAML)
+    lab = StateLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    yield lab
+    lab.down()
+
+
+def wait_until(pred, what: str, timeout_s: float = WAIT_S):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = pred()
+        except Exception:  # noqa: BLE001 - a service may be (re)starting
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def concurrent_adds(calc, n: int) -> list[str]:
+    """``n`` Add calls at once; the gRPC status name (or 'OK') of each."""
+
+    def one(i: int) -> str:
+        try:
+            calc.add(i, 1)
+            return "OK"
+        except ClientError as err:
+            return err.code
+        except Exception as err:  # noqa: BLE001 - report whatever the client raised
+            return type(err).__name__
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_calculator_follows_max_connections_without_restart(lab: StateLab):
+    pid = int(lab.status("calculator").pid.iloc[0])
+    calc = lab.calculator()
+    assert concurrent_adds(calc, 4) == ["OK"] * 4
+    lab.config_set("calculator", "work_ms", 300)
+    lab.config_set("calculator", "max_connections", 1)
+    wait_until(
+        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4), "calls beyond max_connections refused"
+    )
+    lab.config_set("calculator", "max_connections", 100)
+    lab.config_set("calculator", "work_ms", 0)
+    wait_until(lambda: concurrent_adds(calc, 4) == ["OK"] * 4, "every call served again")
+    assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
+
+
+def test_watch_config_and_values_survive_a_killed_config_service(lab: StateLab):
+    seen: list[dict] = []
+    watch = lab.watch_config("demo", seen.append)
+    try:
+        lab.config_set("demo", "greeting", "hello")
+        wait_until(lambda: [s["value"] for s in seen] == ["hello"], "the first value")
+        with pytest.raises(ClientError) as info:
+            lab.config_set("demo", "n", "x", "int")
+        assert info.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(ClientError) as info:
+            lab.config_get("demo", "missing")
+        assert info.value.code == "NOT_FOUND" and "missing" in str(info.value)
+        old = lab.kill("config")
+        lab.wait_restarted("config-1", old["pid"])
+        wait_until(lambda: lab.config_get("demo", "greeting")["version"] == 1, "the value after the restart")
+        lab.config_set("demo", "greeting", "again")
+        wait_until(lambda: seen[-1]["value"] == "again", "the watch to reconnect and see the change")
+        assert watch.reconnects >= 1
+    finally:
+        watch.stop()
+    assert not watch.running
+    assert list(lab.configs("demo").key) == ["greeting"]
+
+
+def test_workers_count_exactly_and_lead_one_at_a_time(lab: StateLab):
+    run = lab.run_workers(4, increments=25, terms=3, counter="test/counter", lock_name="test-leader")
+    workers, terms = run["workers"], run["terms"]
+    assert list(workers.exit_code) == [0] * 4, workers
+    assert lab.state_get("test/counter")["value"] == "100"
+    assert len(terms) == 12 and terms.token.is_monotonic_increasing and terms.token.is_unique
+    # One leader at a time: each term ends before the next token's term starts.
+    assert (terms.end_ms.shift(1).fillna(0) <= terms.start_ms).all(), terms
+    grant = lab.lock("test-leader", "notebook", ttl_ms=200)
+    assert grant["acquired"] and grant["fencing_token"] == terms.token.max() + 1
+    time.sleep(0.3)
+    with pytest.raises(ClientError) as info:
+        lab.unlock(grant["lock_id"])
+    assert info.value.code == "FAILED_PRECONDITION" and "expired" in str(info.value)
