@@ -1,0 +1,154 @@
+"""Load tests in a real lab: supervisor, broker, two Python calculators and the load generator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import ClientError, ServiceNotFound
+from runtime.lab import Lab
+from runtime.lab_load import ACTIVE_COLUMNS, METRIC_COLUMNS, LoadViews
+from runtime.services.load_schedule import MAX_ACTIVE_TESTS, MAX_RPS
+
+LAB_YAML = """
+linger_s: 2
+services:
+  broker:
+    command: [python, -m, runtime.services.broker]
+    restart: always
+    restart_delay_s: 0.1
+    sticky_port: true
+  calculator:
+    command: [python, -m, calculator.server]
+    instances: 2
+    restart: always
+    restart_delay_s: 0.3
+    depends_on: {broker: ready}
+  loadgen:
+    command: [python, -m, runtime.services.loadgen]
+    restart: always
+    restart_delay_s: 0.3
+    depends_on: {broker: ready}
+"""
+
+
+class LoadLab(Lab, LoadViews):
+    """Lab with the load views (until Lab itself has them)."""
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lab_dir: Path):
+    config = tmp_path / "load-lab.yaml"
+    config.write_text(LAB_YAML)
+    lab = LoadLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    yield lab
+    lab.down()
+
+
+def wait_until(pred, what: str, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := pred()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return value
+
+
+def test_rate_is_held_and_the_test_ends_by_itself(lab: LoadLab):
+    test = lab.start_load("CalculatorService", rps=200, duration_s=2)
+    assert test.test_id.startswith("load-")
+    active = lab.load_tests()
+    assert list(active.columns) == ACTIVE_COLUMNS
+    assert list(active.test_id) == [test.test_id]
+    assert test.wait(10), "the test did not end by itself"
+    assert test.error is None
+    frame = test.frame
+    assert list(frame.columns) == METRIC_COLUMNS
+    assert len(frame) >= 1
+    assert frame.rps.iloc[0] == pytest.approx(200, rel=0.05), frame
+    summary = test.summary()
+    assert summary.total_requests == 400
+    assert summary.total_failed == 0, summary.error_counts
+    assert summary.achieved_rps == pytest.approx(200, rel=0.02)
+    assert 0 < summary.latency_p50_ms <= summary.latency_p99_ms <= summary.latency_p999_ms
+    assert summary.min_latency_ms <= summary.avg_latency_ms <= summary.max_latency_ms
+    assert test.final is not None and test.final.final
+    assert lab.load_tests().empty
+
+
+def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: LoadLab):
+    test = lab.start_load(rps=100, duration_s=60)
+    wait_until(lambda: len(test.frame) >= 1, "the first metrics")
+    started = time.monotonic()
+    summary = test.stop()
+    assert time.monotonic() - started < 2.0
+    assert test.done
+    assert 90 <= summary.total_requests <= 250, summary
+    assert summary.total_failed == 0
+    assert test.summary().total_requests == summary.total_requests  # kept after the end
+
+    other = lab.start_load(rps=50, duration_s=60)
+    other.close()  # the notebook lets go of the stream: the service stops the test
+    wait_until(lambda: lab.load_tests().empty, "the abandoned test to end")
+
+
+def test_latency_counts_from_the_intended_send_time(lab: LoadLab):
+    """calculator-1 freezes for 0.5 s: the requests due meanwhile wait, and their latency shows it."""
+    test = lab.start_load(rps=200, duration_s=2, timeout_ms=3000)
+    time.sleep(0.6)
+    lab.kill("calculator", 1, signal="SIGSTOP")
+    time.sleep(0.5)
+    lab.kill("calculator", 1, signal="SIGCONT")
+    assert test.wait(10)
+    s = test.summary()
+    assert s.total_failed == 0, s.error_counts
+    # ~1/8 of all requests (half of those due during the pause) waited up to 0.5 s.
+    assert s.latency_p99_ms >= 350, s
+    assert s.latency_p50_ms < 50, s
+    # The sender was never held up by the slow replies (open loop): its schedule lag stayed small.
+    assert test.final is not None and test.final.send_lag_p99_ms < 50, test.final
+
+
+def test_failover_when_an_instance_is_killed_mid_test(lab: LoadLab):
+    test = lab.start_load(rps=200, duration_s=3)
+    wait_until(lambda: len(test.frame) >= 1, "the first second of load")
+    lab.kill("calculator", 1)  # SIGKILL
+    assert test.wait(10)
+    s = test.summary()
+    assert s.total_requests == 600
+    # Errors are counted (the calls that were on the dead instance), and the rest succeeded on the other.
+    assert s.total_failed <= 60, s.error_counts
+    assert set(s.error_counts) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"}, s.error_counts
+    last = test.frame.iloc[-1]
+    assert last.rps == pytest.approx(200, rel=0.1), test.frame
+
+
+def test_bad_input_gets_the_right_status(lab: LoadLab):
+    for kwargs, needle in [
+        ({"rps": 0}, "requests_per_second=0"),
+        ({"rps": MAX_RPS + 1}, f"between 1 and {MAX_RPS}"),
+        ({"duration_s": 10**6}, "duration_seconds"),
+        ({"concurrency": 10**6}, "concurrent_clients"),
+        ({"method": "Sqrt"}, "use one of Add, Subtract, Multiply, Divide"),
+        ({"payload": {"c": 1}}, "payload field"),
+    ]:
+        with pytest.raises(ClientError, match=needle) as err:
+            lab.start_load(**kwargs)
+        assert err.value.code == "INVALID_ARGUMENT"
+    with pytest.raises(ServiceNotFound, match="no instances of NoSuchService"):
+        lab.start_load("NoSuchService")
+    with pytest.raises(ClientError, match="cannot call") as err:
+        lab.start_load("broker")
+    assert err.value.code == "INVALID_ARGUMENT"
+
+    running = [lab.start_load(rps=1, duration_s=30) for _ in range(MAX_ACTIVE_TESTS)]
+    try:
+        with pytest.raises(ClientError, match=f"LAB_LOAD_MAX_ACTIVE_TESTS={MAX_ACTIVE_TESTS}") as err:
+            lab.start_load(rps=1, duration_s=30)
+        assert err.value.code == "RESOURCE_EXHAUSTED"
+        assert len(lab.load_tests()) == MAX_ACTIVE_TESTS
+    finally:
+        for t in running:
+            t.stop()
+    assert lab.load_tests().empty
