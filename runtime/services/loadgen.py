@@ -83,7 +83,7 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
         except PlanError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            channel = await connect_aio(target.grpc_service, self.broker_address)
+            channel = await connect_aio(plan.target, self.broker_address)
         except DiscoveryError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         test_id = new_test_id()
