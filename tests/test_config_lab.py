@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,12 @@ services:
     restart: always
     restart_delay_s: 0.3
     depends_on: {broker: ready}
+  worker:
+    command: [python, -m, runtime.services.worker, --serve, --tick-ms, "100"]
+    instances: 2
+    restart: always
+    restart_delay_s: 0.3
+    depends_on: {state: ready}
 """
 
 
@@ -134,3 +141,17 @@ def test_workers_count_exactly_and_lead_one_at_a_time(lab: StateLab):
     with pytest.raises(ClientError) as info:
         lab.unlock(grant["lock_id"])
     assert info.value.code == "FAILED_PRECONDITION" and "expired" in str(info.value)
+
+
+def test_serving_workers_elect_one_leader_and_fail_over(lab: StateLab):
+    def record():
+        value = lab.state_get("leader/fenced")["value"]
+        return json.loads(value) if value else None
+
+    first = wait_until(lambda: (r := record()) and r["writes"] >= 3 and r, "a leader's fenced writes")
+    wait_until(lambda: record()["writes"] >= first["writes"] + 3, "the leader to keep writing")
+    assert record()["token"] == first["token"]  # one leader, one token, while nobody fails
+    leader = first["owner"]
+    lab.kill("worker", leader.split()[0])  # owner: "worker-2 pid 4242"
+    after = wait_until(lambda: (r := record()) and r["owner"] != leader and r, "another worker to take over")
+    assert after["token"] > first["token"]

@@ -167,7 +167,7 @@ def lead_forever(stub, owner: str, lock: str, stop: threading.Event, tick_ms: in
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runtime.services.worker", description=__doc__.split("\n")[0])
     p.add_argument("--serve", action="store_true", help="run as a lab service (READY, health) until SIGTERM")
-    p.add_argument("--owner", default="", help="lock owner name (default: $LAB_INSTANCE or worker-<pid>)")
+    p.add_argument("--owner", default="", help="lock owner name (default: '$LAB_INSTANCE pid <pid>')")
     p.add_argument("--increments", type=int, default=10, help="CAS increments of the counter (one-shot)")
     p.add_argument("--terms", type=int, default=1, help="how often to become leader (one-shot)")
     p.add_argument("--counter", default=DEFAULT_COUNTER, help="state key of the counter")
@@ -199,7 +199,8 @@ async def serve(args: argparse.Namespace, owner: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns the exit code."""
     args = parse_args(argv)
-    owner = args.owner or os.environ.get(ENV_INSTANCE) or f"worker-{os.getpid()}"
+    # The pid makes a restarted instance a new owner: it must win the lock again, with a new token.
+    owner = args.owner or f"{os.environ.get(ENV_INSTANCE) or 'worker'} pid {os.getpid()}"
     if args.serve:
         asyncio.run(serve(args, owner))
         return 0
