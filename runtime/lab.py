@@ -27,9 +27,12 @@ import pandas as pd
 
 from runtime import frames, launcher
 from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
+from runtime.lab_chaos import ChaosViews
 from runtime.lab_health import HealthViews
+from runtime.lab_load import LoadViews
 from runtime.lab_logs import LogViews
 from runtime.lab_polyglot import PolyglotViews
+from runtime.lab_state import ConfigStateViews
 from runtime.lease import LEASE_TTL_MS, PERSISTENT_TTL_MS, LeaseKeeper
 from runtime.project import LabPaths, resolve
 from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2
@@ -48,7 +51,7 @@ _handles: dict[Path, Lab] = {}
 _handles_lock = threading.Lock()
 
 
-class Lab(HealthViews, LogViews, PolyglotViews):
+class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigStateViews):
     """A handle on one running lab (one supervisor daemon per lab dir).
 
     Use ``Lab.up()`` or ``Lab.attach()`` rather than the constructor.
