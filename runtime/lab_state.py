@@ -82,7 +82,7 @@ def config_get(channel: Any, namespace: str, key: str) -> dict[str, Any]:
     """GetConfig as a dict; ClientError (code NOT_FOUND) names namespace and key when unset."""
     stub = config_pb2_grpc.ConfigServiceStub(channel)
     req = config_pb2.ConfigKey(namespace=namespace, key=key)
-    return config_dict(_call(stub.GetConfig, req, "config", f"reading config {namespace}/{key}"))
+    return config_dict(_call(stub.GetConfig, req, "config", "reading config"))
 
 
 def config_set(
@@ -94,7 +94,7 @@ def config_set(
     req = config_pb2.ConfigEntry(
         namespace=namespace, key=key, value=text, value_type=vtype, expected_version=expected_version
     )
-    ack = _call(stub.SetConfig, req, "config", f"setting config {namespace}/{key}")
+    ack = _call(stub.SetConfig, req, "config", "setting config")
     return {"ok": ack.ok, "version": ack.version, "message": ack.message}
 
 
