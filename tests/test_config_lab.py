@@ -100,7 +100,16 @@ def test_calculator_follows_max_connections_without_restart(lab: StateLab):
     lab.config_set("calculator", "max_connections", 100)
     lab.config_set("calculator", "work_ms", 0)
     wait_until(lambda: concurrent_adds(calc, 4) == ["OK"] * 4, "every call served again")
+    # The calculator's watch reconnects after the config service was killed and restarted.
+    old = lab.kill("config")
+    lab.wait_restarted("config-1", old["pid"])
+    lab.config_set("calculator", "work_ms", 300)
+    lab.config_set("calculator", "max_connections", 1)
+    wait_until(lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4), "the limit after a config restart")
+    lab.config_set("calculator", "max_connections", 100)
+    lab.config_set("calculator", "work_ms", 0)
     assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
+    calc.close()
 
 
 def test_watch_config_and_values_survive_a_killed_config_service(lab: StateLab):

@@ -46,14 +46,15 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         """The value of one key; NOT_FOUND names namespace and key."""
         await _check_names(context, request.namespace, request.key)
         value = self.store.get(request.namespace, request.key)
-        if value is None:
-            known = ", ".join(v.key for v in self.store.list(request.namespace)) or "none"
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no config key {request.key!r} in namespace {request.namespace!r} "
-                f"(keys there: {known}); set it with SetConfig",
-            )
-        return value
+        if value is not None:
+            return value
+        known = ", ".join(v.key for v in self.store.list(request.namespace)) or "none"
+        await context.abort(
+            grpc.StatusCode.NOT_FOUND,
+            f"no config key {request.key!r} in namespace {request.namespace!r} "
+            f"(keys there: {known}); set it with SetConfig",
+        )
+        raise AssertionError("context.abort() raises")  # for type checkers
 
     async def SetConfig(  # noqa: N802
         self, request: config_pb2.ConfigEntry, context: grpc.aio.ServicerContext
