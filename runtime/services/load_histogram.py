@@ -97,9 +97,18 @@ class LoadRecorder:
         self.failed += 1
         self.errors[code] += 1
 
-    def interval(self, now_s: float) -> load_pb2.LoadMetrics:
-        """LoadMetrics since the previous interval (percentiles of that interval), then start a new one."""
-        span = max(1e-6, now_s - self._interval_start_s)
+    @property
+    def interval_sent(self) -> int:
+        """Requests sent since the last interval."""
+        return self._interval_sent
+
+    def interval(self, now_s: float, sending_until_s: float | None = None) -> load_pb2.LoadMetrics:
+        """LoadMetrics since the previous interval (percentiles of that interval), then start a new one.
+
+        ``sending_until_s``: when sending stopped within this interval (the rate counts up to then).
+        """
+        until = now_s if sending_until_s is None else min(now_s, sending_until_s)
+        span = max(1e-6, until - self._interval_start_s)
         metrics = self._metrics(self._interval_latency, self._interval_lag, self._interval_sent / span)
         self._interval_latency.reset()
         self._interval_lag.reset()

@@ -85,6 +85,7 @@ class LoadRun:
         self._slot_free = asyncio.Event()
         self._stopping = False
         self._start_s = 0.0
+        self._sent_until = float("inf")
         self._stubs: dict[str, Any] = {}
         self._channels: list[grpc.aio.Channel] = []
 
@@ -98,12 +99,15 @@ class LoadRun:
         ticker = asyncio.create_task(self._tick(), name=f"{self.test_id} metrics")
         try:
             await self._dispatch(schedule)
+            self._sent_until = self.clock()
             await self._drain(self.plan.timeout_s + 1.0 if not self._stopping else STOP_DRAIN_S)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             await self._drain(0.0)
+            if self.recorder.interval_sent:  # the last (partial) second of sending gets its row too
+                self._publish(self.recorder.interval(self.clock(), sending_until_s=self._sent_until))
             elapsed = max(1e-6, min(self.clock(), schedule.end_s) - self._start_s)
             self._publish(self.recorder.final(elapsed))
             self.summary = self.recorder.summary(elapsed)
