@@ -100,10 +100,10 @@ def main() -> None:
     )
     results = {kind: measure(kind, args.rps, args.seconds) for kind in LABS}
     kinds = list(results)
-    print(f"{'figure':<28}{'target':<14}" + "".join(f"{k:>22}" for k in kinds))
+    print(f"{'figure':<28}{'target':<14}" + "".join(f"{k:>26}" for k in kinds))
 
     def row(name: str, target: str, cells: list[str]) -> None:
-        print(f"{name:<28}{target:<14}" + "".join(f"{c:>22}" for c in cells))
+        print(f"{name:<28}{target:<14}" + "".join(f"{c:>26}" for c in cells))
 
     row("achieved / asked rps", "within 1 %", [
         f"{r['achieved']:.1f} / {args.rps} ({(r['achieved'] - args.rps) / args.rps:+.2%})" for r in results.values()

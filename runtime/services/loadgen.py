@@ -17,6 +17,8 @@ kept). GetActiveTests lists the running tests with their latest metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import secrets
 import sys
@@ -189,7 +191,15 @@ async def main() -> None:
     agent = Agent([GRPC_SERVICE], default_service=SERVICE_NAME)
     service = LoadGenerator(agent.identity.broker_address)
     load_pb2_grpc.add_LoadGeneratorServiceServicer_to_server(service, agent.server)
-    await agent.run()
+    try:
+        await agent.start()
+        # What exists now (modules, the server) lives as long as the process: keep it out of the
+        # collector's way, so full collections stay short and do not stall the send schedule.
+        gc.freeze()
+        await agent.wait_for_stop()
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.stop()
 
 
 if __name__ == "__main__":
