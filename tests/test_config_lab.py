@@ -11,7 +11,6 @@ import pytest
 
 from runtime.errors import ClientError
 from runtime.lab import Lab
-from runtime.lab_state import ConfigStateViews
 
 WAIT_S = 10.0
 LAB_YAML = """
@@ -46,15 +45,11 @@ services:
 """
 
 
-class StateLab(Lab, ConfigStateViews):
-    """Lab with the config/state views (until Lab itself lists ConfigStateViews among its bases)."""
-
-
 @pytest.fixture
 def lab(tmp_path: Path, lab_dir: Path):
     config = tmp_path / "state-lab.yaml"
     config.write_text(LAB_YAML)
-    lab = StateLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
     yield lab
     lab.down()
 
@@ -88,7 +83,7 @@ def concurrent_adds(calc, n: int) -> list[str]:
         return list(pool.map(one, range(n)))
 
 
-def test_calculator_follows_max_connections_without_restart(lab: StateLab):
+def test_calculator_follows_max_connections_without_restart(lab: Lab):
     pid = int(lab.status("calculator").pid.iloc[0])
     calc = lab.calculator()
     assert concurrent_adds(calc, 4) == ["OK"] * 4
@@ -112,7 +107,7 @@ def test_calculator_follows_max_connections_without_restart(lab: StateLab):
     calc.close()
 
 
-def test_watch_config_and_values_survive_a_killed_config_service(lab: StateLab):
+def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
     seen: list[dict] = []
     watch = lab.watch_config("demo", seen.append)
     try:
@@ -136,7 +131,7 @@ def test_watch_config_and_values_survive_a_killed_config_service(lab: StateLab):
     assert list(lab.configs("demo").key) == ["greeting"]
 
 
-def test_workers_count_exactly_and_lead_one_at_a_time(lab: StateLab):
+def test_workers_count_exactly_and_lead_one_at_a_time(lab: Lab):
     run = lab.run_workers(4, increments=25, terms=3, counter="test/counter", lock_name="test-leader")
     workers, terms = run["workers"], run["terms"]
     assert list(workers.exit_code) == [0] * 4, workers
@@ -152,7 +147,7 @@ def test_workers_count_exactly_and_lead_one_at_a_time(lab: StateLab):
     assert info.value.code == "FAILED_PRECONDITION" and "expired" in str(info.value)
 
 
-def test_serving_workers_elect_one_leader_and_fail_over(lab: StateLab):
+def test_serving_workers_elect_one_leader_and_fail_over(lab: Lab):
     def record():
         value = lab.state_get("leader/fenced")["value"]
         return json.loads(value) if value else None
