@@ -321,8 +321,7 @@ def _last_json(out: str) -> dict[str, Any] | None:
 class ConfigStateViews:
     """The config and state part of ``Lab``: relies on ``self._channel(grpc_service)`` and ``self.lab_dir``."""
 
-    lab_dir: Any  # provided by Lab, as is broker_address
-    broker_address: str
+    lab_dir: Any  # provided by Lab, as is broker_address (a read-only property there)
 
     def _channel(self, grpc_service: str) -> Any:  # provided by Lab
         raise NotImplementedError
@@ -393,4 +392,4 @@ class ConfigStateViews:
 
     def run_workers(self, n: int = 3, **kwargs: Any) -> dict[str, pd.DataFrame]:
         """Run ``n`` worker processes (CAS counter + leader lock) side by side; see ``run_workers``."""
-        return run_workers(self.broker_address, self.lab_dir, n, **kwargs)
+        return run_workers(self.broker_address, self.lab_dir, n, **kwargs)  # type: ignore[attr-defined]
