@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,3 +264,25 @@ def test_bad_input_gets_the_right_status_and_a_clear_message(lab: ChaosLab) -> N
     assert lab.clear("fault-nosuch") == 0
     assert lab.clear(ids[0]) == 1
     assert lab.clear() == MAX_ACTIVE_FAULTS - 1
+
+
+def test_chaos_panel_buttons_and_live_chart(lab: ChaosLab) -> None:
+    from widgets.chaos_view import ChaosPanel
+
+    panel = ChaosPanel(lab, delay_ms=300, fault_s=10)
+    panel.show()
+    try:
+        assert panel.probe is not None
+        wait_until(lambda: panel.redraws > 0, "the first redraw")
+        panel.inject_latency()
+        wait_until(lambda: (panel.probe.frame().latency_ms >= 300).any(), "a slow sample on the chart")
+        assert "cleared" in panel.clear_all()
+        old = int(lab.status("calculator").set_index("instance").pid["calculator-1"])
+        assert "calculator-1 crashed" in panel.crash()
+        lab.wait_restarted("calculator-1", old)
+        assert len(panel.figure.data[0].x) > 0
+    finally:
+        panel.stop()
+    assert not panel.probe.running
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"chaos-latency-probe", "chaos-panel-redraw"}
