@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtime.lab import Lab  # noqa: E402
-from runtime.lab_load import LoadViews  # noqa: E402
 
 TARGET_RPS_ERROR = 0.01
 TARGET_LAG_P99_MS = 5.0
@@ -60,16 +59,12 @@ LABS = {
 }
 
 
-class LoadLab(Lab, LoadViews):
-    """Lab with the load views (until Lab itself has them)."""
-
-
 def measure(kind: str, rps: int, seconds: int) -> dict[str, float]:
     """One lab of ``kind``: warm up, then ``rps`` for ``seconds``; the summary's figures."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-load-{kind}-"))
     config = tmp / "lab.yaml"
     config.write_text(BASE + "".join(SERVICE.format(name=n, module=m) for n, m in LABS[kind]))
-    lab = LoadLab.up(lab_dir=tmp / "lab", config=config, linger_s=2, timeout_s=30)
+    lab = Lab.up(lab_dir=tmp / "lab", config=config, linger_s=2, timeout_s=30)
     try:
         lab.start_load("calculator", rps=max(1, rps // 5), duration_s=1).wait()
         test = lab.start_load("calculator", rps=rps, duration_s=seconds)

@@ -9,7 +9,7 @@ import pytest
 
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
-from runtime.lab_load import ACTIVE_COLUMNS, METRIC_COLUMNS, LoadViews
+from runtime.lab_load import ACTIVE_COLUMNS, METRIC_COLUMNS
 from runtime.services.load_schedule import MAX_ACTIVE_TESTS, MAX_RPS
 
 LAB_YAML = """
@@ -34,15 +34,11 @@ services:
 """
 
 
-class LoadLab(Lab, LoadViews):
-    """Lab with the load views (until Lab itself has them)."""
-
-
 @pytest.fixture
 def lab(tmp_path: Path, lab_dir: Path):
     config = tmp_path / "load-lab.yaml"
     config.write_text(LAB_YAML)
-    lab = LoadLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
     yield lab
     lab.down()
 
@@ -55,7 +51,7 @@ def wait_until(pred, what: str, timeout_s: float = 10.0):
     return value
 
 
-def test_rate_is_held_and_the_test_ends_by_itself(lab: LoadLab):
+def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
     test = lab.start_load("CalculatorService", rps=200, duration_s=2)
     assert test.test_id.startswith("load-")
     active = lab.load_tests()
@@ -77,7 +73,7 @@ def test_rate_is_held_and_the_test_ends_by_itself(lab: LoadLab):
     assert lab.load_tests().empty
 
 
-def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: LoadLab):
+def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: Lab):
     test = lab.start_load(rps=100, duration_s=60)
     wait_until(lambda: len(test.frame) >= 1, "the first metrics")
     started = time.monotonic()
@@ -93,7 +89,7 @@ def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: L
     wait_until(lambda: lab.load_tests().empty, "the abandoned test to end")
 
 
-def test_latency_counts_from_the_intended_send_time(lab: LoadLab):
+def test_latency_counts_from_the_intended_send_time(lab: Lab):
     """calculator-1 freezes for 0.5 s: the requests due meanwhile wait, and their latency shows it."""
     test = lab.start_load(rps=200, duration_s=2, timeout_ms=3000)
     time.sleep(0.6)
@@ -110,7 +106,7 @@ def test_latency_counts_from_the_intended_send_time(lab: LoadLab):
     assert test.final is not None and test.final.send_lag_p99_ms < 50, test.final
 
 
-def test_failover_when_an_instance_is_killed_mid_test(lab: LoadLab):
+def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
     test = lab.start_load(rps=200, duration_s=3)
     wait_until(lambda: len(test.frame) >= 1, "the first second of load")
     lab.kill("calculator", 1)  # SIGKILL
@@ -124,7 +120,7 @@ def test_failover_when_an_instance_is_killed_mid_test(lab: LoadLab):
     assert last.rps == pytest.approx(200, rel=0.1), test.frame
 
 
-def test_bad_input_gets_the_right_status(lab: LoadLab):
+def test_bad_input_gets_the_right_status(lab: Lab):
     for kwargs, needle in [
         ({"rps": 0}, "requests_per_second=0"),
         ({"rps": MAX_RPS + 1}, f"between 1 and {MAX_RPS}"),
