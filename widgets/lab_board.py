@@ -52,6 +52,7 @@ class LabBoard:
             layout=go.Layout(title="RSS per instance (MB)", height=300, margin=dict(t=40, b=30))
         )
         self._samples: dict[str, deque[tuple[float, float]]] = {}
+        self._traces: dict[str, int] = {}  # instance -> index of its trace in figure.data
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.kill_button.on_click(self._on_kill)
@@ -77,20 +78,25 @@ class LabBoard:
         """Read the lab once and update table, instance list and chart."""
         status = self.lab.status()
         self.table.value = _html_table(status)
-        instances = [i for i, s in zip(status.instance, status.service, strict=True) if s != "broker"]
+        live = status[status.pid.notna()]  # skipped services have no process to signal
+        instances = [i for i, s in zip(live.instance, live.service, strict=True) if s != "broker"]
         if list(self.instance.options) != instances:
             current = self.instance.value
             self.instance.options = instances
-            if current in instances:
-                self.instance.value = current
+            self.instance.value = current if current in instances else (instances[0] if instances else None)
         now = time.time()
-        for inst, rss in zip(status.instance, status.rss_mb, strict=True):
+        for inst, rss in zip(live.instance, live.rss_mb, strict=True):
             self._samples.setdefault(inst, deque(maxlen=WINDOW)).append((now, float(rss)))
+        # Adding a trace is not a property update that batch_update can hold: add new ones first,
+        # then change x/y of every trace in one batched message.
+        for inst in sorted(set(self._samples) - set(self._traces)):
+            self.figure.add_scatter(x=[], y=[], name=inst, mode="lines")
+            self._traces[inst] = len(self.figure.data) - 1
         with self.figure.batch_update():
-            self.figure.data = ()
-            for inst, samples in sorted(self._samples.items()):
-                xs = [time.strftime("%H:%M:%S", time.localtime(t)) for t, _ in samples]
-                self.figure.add_scatter(x=xs, y=[r for _, r in samples], name=inst, mode="lines")
+            for inst, samples in self._samples.items():
+                trace = self.figure.data[self._traces[inst]]
+                trace.x = [time.strftime("%H:%M:%S", time.localtime(t)) for t, _ in samples]
+                trace.y = [r for _, r in samples]
 
     def _run(self) -> None:
         while not self._stop.wait(self.refresh_s):
