@@ -40,6 +40,10 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _created_at(fault: chaos_pb2.ActiveFault) -> int:
+    return fault.created_at
+
+
 class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
     """Keeps the active faults, streams them to agents, crashes through the supervisor.
 
@@ -119,7 +123,8 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
                 yield current  # the first message is the current list, even when empty
                 last = current
             async with self._changed:
-                await self._changed.wait_for(lambda v=version: self._version != v)
+                while self._version == version:
+                    await self._changed.wait()
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -226,7 +231,8 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
     async def ListActiveFaults(
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> chaos_pb2.FaultList:
-        return chaos_pb2.FaultList(faults=sorted(self.faults.values(), key=lambda f: f.created_at))
+        faults: list[chaos_pb2.ActiveFault] = sorted(self.faults.values(), key=_created_at)
+        return chaos_pb2.FaultList(faults=faults)
 
     async def ClearFault(
         self, request: chaos_pb2.FaultId, context: grpc.aio.ServicerContext
