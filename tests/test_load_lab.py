@@ -148,3 +148,21 @@ def test_bad_input_gets_the_right_status(lab: Lab):
         for t in running:
             t.stop()
     assert lab.load_tests().empty
+
+
+def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab: Lab):
+    """Both calculators frozen, one slot: the backlog does not grow without bound, nothing is omitted."""
+    test = lab.start_load(rps=100, duration_s=2, concurrency=1, timeout_ms=200)
+    time.sleep(0.5)
+    for i in (1, 2):
+        lab.kill("calculator", i, signal="SIGSTOP")
+    time.sleep(0.6)
+    for i in (1, 2):
+        lab.kill("calculator", i, signal="SIGCONT")
+    assert test.wait(10)
+    s = test.summary()
+    assert s.total_requests == 200
+    assert s.total_succeeded + s.total_failed == 200
+    assert s.error_counts.get("DEADLINE_EXCEEDED", 0) >= 40, s.error_counts
+    assert s.max_latency_ms >= 200
+    assert test.final is not None and test.final.send_lag_p99_ms >= 100  # held back, and it says so

@@ -92,10 +92,14 @@ class LoadRecorder:
         else:
             self.succeeded += 1
 
-    def expired(self, code: str = "DEADLINE_EXCEEDED") -> None:
-        """A request whose deadline passed before it could be sent: a failure, never sent."""
-        self.failed += 1
-        self.errors[code] += 1
+    def expired(self, waited_s: float, code: str = "DEADLINE_EXCEEDED") -> None:
+        """A request whose deadline passed while it waited for a free slot: never put on the wire.
+
+        It counts as sent late and failed (the client gave up on it), with the time it waited as
+        its latency, so ``sent == succeeded + failed + in flight`` holds and nothing is omitted.
+        """
+        self.sent(waited_s)
+        self.done(waited_s, code)
 
     @property
     def interval_sent(self) -> int:

@@ -8,7 +8,7 @@ The dispatcher sends request ``i`` at ``start + i / rps`` (the Schedule), whatev
 earlier ones; at most ``concurrency`` are in flight at once (the worker-pool bound). A request
 that has to wait for a free slot is sent late: its send lag and its latency both count from
 its intended time, and once its deadline (intended time + timeout) has passed it is counted
-as DEADLINE_EXCEEDED without being sent. So the backlog is bounded, nothing is hidden, and the
+as sent and failed DEADLINE_EXCEEDED without going on the wire. So the backlog is bounded, nothing is hidden, and the
 run ends at most one timeout after its duration.
 
 Requests go round robin to the instances of the target in the discovery rotation (which follows
@@ -134,7 +134,7 @@ class LoadRun:
                 await asyncio.sleep(min(due - now, MAX_SLEEP_S))
                 continue
             if now - due >= plan.timeout_s:
-                rec.expired()  # its deadline passed before a slot was free: never sent
+                rec.expired(now - due)  # its deadline passed before a slot was free
                 i += 1
                 continue
             if len(self._in_flight) >= plan.concurrency:
