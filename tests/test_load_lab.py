@@ -102,8 +102,9 @@ def test_latency_counts_from_the_intended_send_time(lab: Lab):
     # ~1/8 of all requests (half of those due during the pause) waited up to 0.5 s.
     assert s.latency_p99_ms >= 350, s
     assert s.latency_p50_ms < 50, s
-    # The sender was never held up by the slow replies (open loop): its schedule lag stayed small.
-    assert test.final is not None and test.final.send_lag_p99_ms < 50, test.final
+    # The sender was never held up by the slow replies (open loop): its schedule lag stayed far
+    # below the 500 ms freeze (a sender waiting for replies would show about that much).
+    assert test.final is not None and test.final.send_lag_p99_ms < 250, test.final
 
 
 def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
