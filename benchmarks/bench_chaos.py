@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
-from runtime.lab_chaos import ChaosViews  # noqa: E402
 
 DELAY_MS = 200
 POLL_DEADLINE_S = 0.02
@@ -55,10 +54,6 @@ services:
     restart_delay_s: 0.1
     depends_on: {broker: ready}
 """
-
-
-class ChaosLab(Lab, ChaosViews):
-    """Lab with the chaos views (until Lab lists ChaosViews itself)."""
 
 
 def call_ms(stub: calculator_pb2_grpc.CalculatorServiceStub) -> float:
@@ -95,7 +90,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
         config = Path(tmp) / "lab.yaml"
         config.write_text(LAB_YAML)
-        lab = ChaosLab.up(lab_dir=Path(tmp) / "lab", config=config, linger_s=2)
+        lab = Lab.up(lab_dir=Path(tmp) / "lab", config=config, linger_s=2)
         try:
             address = lab.lookup("calculator").address.iloc[0]
             with grpc.insecure_channel(address) as channel:

@@ -15,7 +15,7 @@ from calculator.client import CalculatorClient
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
-from runtime.lab_chaos import CHAOS_GRPC_SERVICE, ChaosViews
+from runtime.lab_chaos import CHAOS_GRPC_SERVICE
 from runtime.services.chaos_rules import MAX_ACTIVE_FAULTS
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
@@ -48,15 +48,11 @@ services:
 """
 
 
-class ChaosLab(Lab, ChaosViews):
-    """Lab with the chaos views (until Lab itself lists ChaosViews among its bases)."""
-
-
 @pytest.fixture
-def lab(tmp_path: Path, lab_dir: Path) -> Iterator[ChaosLab]:
+def lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
     config = tmp_path / "chaos-lab.yaml"
     config.write_text(LAB_YAML)
-    lab = ChaosLab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
+    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
     yield lab
     lab.down()
 
@@ -96,7 +92,7 @@ class Direct:
         self.channel.close()
 
 
-def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: ChaosLab) -> None:
+def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: Lab) -> None:
     client = lab.calculator(timeout_s=5)
     client.add(1, 1)
     fid = lab.inject("calculator", "delay", duration_s=30, delay_ms=500)
@@ -119,7 +115,7 @@ def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: C
     client.close()
 
 
-def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab: ChaosLab) -> None:
+def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
         fid = lab.inject("calculator", "error_inject", instance=1, error_rate=1.0)
@@ -148,7 +144,7 @@ def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab:
         direct.close()
 
 
-def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: ChaosLab) -> None:
+def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: Lab) -> None:
     proc = psutil.Process(int(instance_row(lab, "calculator-2").pid))
     threads = proc.num_threads()
     fid = lab.inject("calculator", "cpu_hog", instance=2, cpu_threads=2)
@@ -166,7 +162,7 @@ def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: ChaosL
     wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, "the leaked memory to be released")
 
 
-def test_faults_expire_by_ttl(lab: ChaosLab) -> None:
+def test_faults_expire_by_ttl(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
         lab.inject("calculator", "delay", duration_s=1, delay_ms=300)
@@ -177,7 +173,7 @@ def test_faults_expire_by_ttl(lab: ChaosLab) -> None:
         direct.close()
 
 
-def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: ChaosLab) -> None:
+def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
         lab.inject("calculator", "delay", delay_ms=300)  # no TTL: only the dead-man switch ends it
@@ -193,7 +189,7 @@ def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: ChaosLab)
         direct.close()
 
 
-def test_crash_goes_through_the_supervisor_which_restarts(lab: ChaosLab) -> None:
+def test_crash_goes_through_the_supervisor_which_restarts(lab: Lab) -> None:
     before = lab.status("calculator").set_index("instance").pid.to_dict()
     chaos = chaos_pb2_grpc.ChaosServiceStub(lab._channel(CHAOS_GRPC_SERVICE))
     status = chaos.InjectFault(
@@ -217,7 +213,7 @@ def test_crash_goes_through_the_supervisor_which_restarts(lab: ChaosLab) -> None
     assert lab.faults().empty  # a crash is an event, not an active fault
 
 
-def test_bad_input_gets_the_right_status_and_a_clear_message(lab: ChaosLab) -> None:
+def test_bad_input_gets_the_right_status_and_a_clear_message(lab: Lab) -> None:
     pids = lab.status().set_index("instance").pid.to_dict()
     chaos = chaos_pb2_grpc.ChaosServiceStub(lab._channel(CHAOS_GRPC_SERVICE))
 
@@ -266,7 +262,7 @@ def test_bad_input_gets_the_right_status_and_a_clear_message(lab: ChaosLab) -> N
     assert lab.clear() == MAX_ACTIVE_FAULTS - 1
 
 
-def test_chaos_panel_buttons_and_live_chart(lab: ChaosLab) -> None:
+def test_chaos_panel_buttons_and_live_chart(lab: Lab) -> None:
     from widgets.chaos_view import ChaosPanel
 
     panel = ChaosPanel(lab, delay_ms=300, fault_s=10)
