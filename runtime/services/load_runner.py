@@ -86,6 +86,7 @@ class LoadRun:
         self._stopping = False
         self._start_s = 0.0
         self._sent_until = float("inf")
+        self._sent_all = False
         self._stubs: dict[str, Any] = {}
         self._channels: list[grpc.aio.Channel] = []
 
@@ -108,11 +109,19 @@ class LoadRun:
             await self._drain(0.0)
             if self.recorder.interval_sent:  # the last (partial) second of sending gets its row too
                 self._publish(self.recorder.interval(self.clock(), sending_until_s=self._sent_until))
-            elapsed = max(1e-6, min(self.clock(), schedule.end_s) - self._start_s)
+            elapsed = max(1e-6, self._sending_span_end(schedule) - self._start_s)
             self._publish(self.recorder.final(elapsed))
             self.summary = self.recorder.summary(elapsed)
             self.done.set()
         return self.summary
+
+    def _sending_span_end(self, schedule: Schedule) -> float:
+        # The achieved rate counts over the time it took to send: a sender that fell behind and
+        # sent its last request late achieved less than asked; one stopped early, over its run.
+        sent_until = min(self._sent_until, self.clock())
+        if self._sent_all:
+            return max(sent_until, schedule.end_s)
+        return min(sent_until, schedule.end_s)
 
     async def stop(self) -> load_pb2.LoadSummary:
         """Stop sending, let calls in flight finish briefly, return the summary."""
@@ -147,6 +156,7 @@ class LoadRun:
             if burst >= BURST:
                 burst = 0
                 await asyncio.sleep(0)
+        self._sent_all = i >= schedule.total
 
     def _send(self, i: int, due: float) -> None:
         member = self._pick()
