@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
 from runtime.lab_load import ACTIVE_COLUMNS, METRIC_COLUMNS
 from runtime.services.load_schedule import MAX_ACTIVE_TESTS, MAX_RPS
+from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 LAB_YAML = """
 linger_s: 2
@@ -167,3 +169,29 @@ def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab:
     assert s.error_counts.get("DEADLINE_EXCEEDED", 0) >= 40, s.error_counts
     assert s.max_latency_ms >= 200
     assert test.final is not None and test.final.send_lag_p99_ms >= 100  # held back, and it says so
+
+
+def test_only_instances_on_127_0_0_1_are_ever_loaded(lab: Lab):
+    remote = broker_pb2.ServiceInstance(
+        service_name="remote-calc",
+        instance_id="remote-calc-1",
+        address="192.0.2.1:50051",  # TEST-NET-1: must never see a packet from us
+        grpc_services=["calculator.v1.CalculatorService"],
+    )
+    with grpc.insecure_channel(lab.broker_address) as ch:
+        broker = broker_pb2_grpc.BrokerServiceStub(ch)
+        broker.Register(broker_pb2.RegisterRequest(instance=remote, ttl_ms=30_000), timeout=5)
+        with pytest.raises(
+            ServiceNotFound, match=r"no instances of remote-calc on 127\.0\.0\.1 \(1 elsewhere"
+        ):
+            lab.start_load("remote-calc", rps=10, duration_s=1)
+        # Beside local instances, a remote one is skipped: every call goes to 127.0.0.1 and succeeds.
+        stray = broker_pb2.ServiceInstance()
+        stray.CopyFrom(remote)
+        stray.service_name, stray.instance_id = "calculator", "calculator-remote"
+        broker.Register(broker_pb2.RegisterRequest(instance=stray, ttl_ms=30_000), timeout=5)
+        assert "calculator-remote" in set(lab.lookup("calculator").instance)
+        s = lab.start_load("calculator", rps=100, duration_s=1).summary()
+        assert (s.total_requests, s.total_failed) == (100, 0), s.error_counts
+        for instance_id in ("remote-calc-1", "calculator-remote"):
+            broker.Deregister(broker_pb2.DeregisterRequest(instance_id=instance_id), timeout=5)
