@@ -159,3 +159,20 @@ def test_reporter_reconnects_through_the_broker_after_the_health_service_restart
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+def test_rule_forgets_calls_whose_handler_never_ran(monkeypatch):
+    import time as _time
+
+    import runtime.agent.health_reporter as hr
+
+    monkeypatch.setattr(hr, "OPEN_CALL_MAX_S", 0.05)
+    rule = DegradedRule(p99_ms=100, in_flight=10)
+    done = rule.started()
+    for _ in range(20):  # e.g. cancelled by their deadline while queued: never finished
+        rule.started()
+    rule.finished(done)
+    assert rule.in_flight == 20
+    assert rule.evaluate()[0], "twenty open calls are more than ten"
+    _time.sleep(0.1)
+    assert rule.in_flight == 0, "lost calls must not keep the instance DEGRADED forever"

@@ -28,7 +28,7 @@ import inspect
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -59,6 +59,9 @@ MIN_SAMPLES = 20  # the p99 of a handful of calls is noise
 RULE_CHECK_INTERVAL_S = 0.25
 # grpc.health.v1 and reflection are the platform's calls, not the instance's work.
 UNTIMED_PREFIXES = ("/grpc.",)
+# A call whose handler never ran (cancelled while queued) is never finished: after this long it
+# no longer counts as in flight, so a lost call cannot keep an instance DEGRADED.
+OPEN_CALL_MAX_S = 60.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,22 +97,42 @@ class DegradedRule:
         self.recover_ratio = recover_ratio
         self.recover_hold_s = recover_hold_s
         self.window_s = window_s
-        self.in_flight = 0
+        self._open: Counter[float] = Counter()  # start time -> calls started then, still open
         self._samples: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES_MAX)
         self.degraded = False
         self.reason = ""
         self._calm_since: float | None = None
 
+    @property
+    def in_flight(self) -> int:
+        """Calls started and not finished (a call open longer than OPEN_CALL_MAX_S counts as lost)."""
+        cutoff = time.monotonic() - OPEN_CALL_MAX_S
+        for t in [t for t in self._open if t < cutoff]:
+            del self._open[t]
+        return sum(self._open.values())
+
     def started(self) -> float:
         """A call began; returns its start time for ``finished``."""
-        self.in_flight += 1
-        return time.monotonic()
+        t = time.monotonic()
+        self._open[t] += 1
+        return t
+
+    def abandoned(self, started: float) -> None:
+        """A call counted by ``started`` turned out not to be timed (a stream): uncount it."""
+        self._close(started)
 
     def finished(self, started: float, *, now: float | None = None, latency_ms: float | None = None) -> None:
         """A call ended."""
         now = time.monotonic() if now is None else now
-        self.in_flight = max(0, self.in_flight - 1)
+        self._close(started)
         self._samples.append((now, (now - started) * 1000 if latency_ms is None else latency_ms))
+
+    def _close(self, started: float) -> None:
+        n = self._open.get(started, 0)
+        if n > 1:
+            self._open[started] = n - 1
+        elif n == 1:
+            del self._open[started]
 
     def p99(self, now: float) -> float:
         """p99 latency (ms) of the calls that ended within the window (0 with too few calls)."""
@@ -163,15 +186,24 @@ class _TimingInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method or ""
-        if handler is None or handler.unary_unary is None or method.startswith(UNTIMED_PREFIXES):
+        if method.startswith(UNTIMED_PREFIXES):
+            return await continuation(handler_call_details)
+        rule = self.rule
+        # The clock starts when the call reaches the server, not when its handler runs: under load
+        # calls queue before their handler, and that wait is what clients feel.
+        started = rule.started()
+        try:
+            handler = await continuation(handler_call_details)
+        except BaseException:
+            rule.abandoned(started)
+            raise
+        if handler is None or handler.unary_unary is None:
+            rule.abandoned(started)  # streams are not timed: they last as long as they like
             return handler
         inner = handler.unary_unary
-        rule = self.rule
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = rule.started()
             try:
                 result = inner(request, context)
                 return await result if inspect.isawaitable(result) else result
