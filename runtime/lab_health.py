@@ -11,8 +11,6 @@ The functions take a (sync) gRPC channel to the health service, so they work wit
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,15 +19,12 @@ import grpc
 import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound
+from runtime.stream_watch import StreamWatch
 from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
-
-log = logging.getLogger("runtime.lab_health")
 
 HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RPC_TIMEOUT_S = 5.0
 # After the health service restarts, the watcher reconnects after this pause.
-WATCH_RECONNECT_S = 0.1
-WATCH_STOP_TIMEOUT_S = 2.0
 WATCH_THREAD_NAME = "lab-health-watch"
 
 HEALTH_COLUMNS = ["service", "instance", "state", "message", "since", "source", "address"]
@@ -155,7 +150,7 @@ def check_health(channel: Any, service: str, instance: str | None = None) -> hea
         raise _rpc_error(err, f"checking the health of {service!r}") from err
 
 
-class HealthWatch:
+class HealthWatch(StreamWatch):
     """Calls ``callback(HealthChange)`` for every health event, from a named background thread.
 
     It first delivers a snapshot (``change.snapshot`` is True) of every known instance, then each
@@ -169,60 +164,14 @@ class HealthWatch:
     def __init__(
         self, channel_factory: Callable[[], Any], callback: Callable[[HealthChange], object]
     ) -> None:
-        self._channel_factory = channel_factory
-        self._callback = callback
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._call: Any = None
-        self.connected = threading.Event()
-        self.events = 0
-        self.reconnects = 0
-        self.callback_errors = 0
-        self._thread = threading.Thread(target=self._run, name=WATCH_THREAD_NAME, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                call = health_pb2_grpc.HealthServiceStub(self._channel_factory()).WatchHealth(
-                    common_pb2.Empty()
-                )
-                with self._lock:
-                    self._call = call
-                if self._stop.is_set():
-                    call.cancel()
-                for ev in call:
-                    self.connected.set()
-                    self.events += 1
-                    self._deliver(HealthChange.from_event(ev))
-            except grpc.RpcError:
-                pass  # the health service went away (or we cancelled): reconnect below
-            except Exception as exc:  # noqa: BLE001 - e.g. no broker yet: keep trying until stopped
-                log.debug("health watch could not connect: %r", exc)
-            self.connected.clear()
-            if self._stop.wait(WATCH_RECONNECT_S):
-                break
-            self.reconnects += 1
-
-    def _deliver(self, change: HealthChange) -> None:
-        try:
-            self._callback(change)
-        except Exception:  # a bug in the notebook's callback must not end the watch
-            self.callback_errors += 1
-            log.exception("health watch callback failed on %s", change)
-
-    def stop(self, timeout_s: float = WATCH_STOP_TIMEOUT_S) -> None:
-        """Stop watching; returns once the thread has ended (or ``timeout_s`` passed)."""
-        self._stop.set()
-        with self._lock:
-            if self._call is not None:
-                self._call.cancel()
-        self._thread.join(timeout_s)
-
-    @property
-    def running(self) -> bool:
-        """True while the background thread runs."""
-        return self._thread.is_alive()
+        super().__init__(
+            channel_factory,
+            lambda ch: health_pb2_grpc.HealthServiceStub(ch).WatchHealth(common_pb2.Empty()),
+            HealthChange.from_event,
+            callback,
+            WATCH_THREAD_NAME,
+            connected_on_first=True,  # the snapshot has started arriving
+        )
 
 
 class HealthViews:

@@ -14,11 +14,9 @@ without a ``Lab``; the ``ConfigStateViews`` mixin gives ``Lab`` thin wrappers ov
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +25,12 @@ import pandas as pd
 
 from runtime.errors import ClientError, LabError
 from runtime.frames import ms_to_time
+from runtime.stream_watch import StreamWatch
 from runtime.v1 import config_pb2, config_pb2_grpc, state_pb2, state_pb2_grpc
-
-log = logging.getLogger("runtime.lab_state")
 
 CONFIG_GRPC_SERVICE = "runtime.v1.ConfigService"
 STATE_GRPC_SERVICE = "runtime.v1.StateService"
 RPC_TIMEOUT_S = 5.0
-WATCH_RECONNECT_S = 0.2
-WATCH_STOP_TIMEOUT_S = 2.0
 WORKERS_TIMEOUT_S = 30.0
 CONFIG_COLUMNS = ["namespace", "key", "value", "value_type", "version", "updated_at"]
 TERM_COLUMNS = ["token", "owner", "start_ms", "end_ms"]
@@ -149,81 +144,6 @@ def unlock(channel: Any, lock_id: str) -> dict[str, Any]:
     stub = state_pb2_grpc.StateServiceStub(channel)
     ack = _call(stub.ReleaseLock, state_pb2.LockId(lock_id=lock_id), "state", "releasing a lock")
     return {"released": ack.released, "message": ack.message}
-
-
-class StreamWatch:
-    """Calls ``callback(dict)`` for every value of a watch stream, from a named background thread.
-
-    First the current value(s), then every change; reconnects when the service restarts (and
-    then delivers the current values again). ``stop()`` ends it.
-
-    Example:
-        >>> w = lab.watch_config("calculator", print)   # doctest: +SKIP
-        >>> w.stop()                                   # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        channel_factory: Callable[[], Any],
-        open_stream: Callable[[Any], Any],
-        convert: Callable[[Any], dict[str, Any]],
-        callback: Callable[[dict[str, Any]], object],
-        name: str,
-    ) -> None:
-        self._channel_factory = channel_factory
-        self._open = open_stream
-        self._convert = convert
-        self._callback = callback
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._call: Any = None
-        self.connected = threading.Event()
-        self.events = 0
-        self.reconnects = 0
-        self.callback_errors = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                call = self._open(self._channel_factory())
-                with self._lock:
-                    self._call = call
-                if self._stop.is_set():
-                    call.cancel()
-                self.connected.set()
-                for value in call:
-                    self.events += 1
-                    self._deliver(self._convert(value))
-            except grpc.RpcError:
-                pass  # the service went away (or we cancelled): reconnect below
-            except Exception as exc:  # noqa: BLE001 - e.g. not registered yet: keep trying until stopped
-                log.debug("watch could not connect: %r", exc)
-            self.connected.clear()
-            if self._stop.wait(WATCH_RECONNECT_S):
-                break
-            self.reconnects += 1
-
-    def _deliver(self, value: dict[str, Any]) -> None:
-        try:
-            self._callback(value)
-        except Exception:  # a bug in the notebook's callback must not end the watch
-            self.callback_errors += 1
-            log.exception("watch callback failed on %s", value)
-
-    def stop(self, timeout_s: float = WATCH_STOP_TIMEOUT_S) -> None:
-        """Stop watching; returns once the thread has ended (or ``timeout_s`` passed)."""
-        self._stop.set()
-        with self._lock:
-            if self._call is not None:
-                self._call.cancel()
-        self._thread.join(timeout_s)
-
-    @property
-    def running(self) -> bool:
-        """True while the background thread runs."""
-        return self._thread.is_alive()
 
 
 def watch_config(
