@@ -48,8 +48,9 @@ from typing import Any
 
 import grpc
 
+from runtime.agent.lookup import find_or_wait
 from runtime.identity import Identity
-from runtime.v1 import broker_pb2, broker_pb2_grpc, chaos_pb2, chaos_pb2_grpc
+from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
 log = logging.getLogger("runtime.agent.faults")
 
@@ -59,7 +60,6 @@ MAX_DELAY_MS = 10_000
 MAX_CPU_THREADS = 4
 MAX_MEMORY_MB = 256
 MEMORY_CHUNK_MB = 16  # allocate in steps, yielding to the event loop in between
-LOOKUP_TIMEOUT_S = 1.0
 # With no chaos service registered, wait this long for one (WatchServices), then look again.
 CHAOS_WAIT_S = 30.0
 RECONNECT_INITIAL_S = 0.05
@@ -67,8 +67,6 @@ RECONNECT_MAX_S = 1.0
 TTL_CHECK_S = 0.05
 # Never touched: the platform's calls and the chaos API itself (so a fault can always be cleared).
 UNTOUCHED_PREFIXES = ("/grpc.", f"/{CHAOS_GRPC_SERVICE}/")
-ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED
-UPDATED = broker_pb2.SERVICE_EVENT_TYPE_UPDATED
 MIB = 1024 * 1024
 
 
@@ -351,27 +349,4 @@ class FaultAgent:
     async def _find_chaos_service(self) -> str:
         if self.chaos_address:
             return self.chaos_address
-        async with grpc.aio.insecure_channel(self.broker_address) as channel:
-            stub = broker_pb2_grpc.BrokerServiceStub(channel)
-            reply = await stub.LookupService(
-                broker_pb2.LookupServiceRequest(service_name=CHAOS_GRPC_SERVICE), timeout=LOOKUP_TIMEOUT_S
-            )
-            if reply.instances:
-                return reply.instances[0].address
-            # None (yet): wait for one to register rather than asking the broker again and again.
-            watch = stub.WatchServices(
-                broker_pb2.WatchServicesRequest(
-                    service_name=CHAOS_GRPC_SERVICE, from_revision=reply.revision
-                ),
-                timeout=CHAOS_WAIT_S,
-            )
-            try:
-                async for event in watch:
-                    if event.type in (ADDED, UPDATED) and event.instance.address:
-                        return event.instance.address
-            except grpc.aio.AioRpcError as err:
-                if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise
-            finally:
-                watch.cancel()
-        return ""
+        return await find_or_wait(self.broker_address, CHAOS_GRPC_SERVICE, CHAOS_WAIT_S)

@@ -34,19 +34,17 @@ from typing import Any
 
 import grpc
 
+from runtime.agent.lookup import find_or_wait
 from runtime.identity import Identity
-from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2, health_pb2_grpc
+from runtime.v1 import health_pb2, health_pb2_grpc
 
 log = logging.getLogger("runtime.agent.health")
 
 HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 0.25
-LOOKUP_TIMEOUT_S = 1.0
 # With no health service registered, wait this long for one (WatchServices), then look again.
 HEALTH_WAIT_S = 30.0
-ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED
-UPDATED = broker_pb2.SERVICE_EVENT_TYPE_UPDATED
 FINAL_REPORT_TIMEOUT_S = 1.0
 
 DEGRADED_P99_MS = float(os.environ.get("LAB_HEALTH_DEGRADED_P99_MS", "250"))
@@ -318,31 +316,7 @@ class HealthReporter:
             return self.health_address
         if not self.broker_address:
             return ""
-        async with grpc.aio.insecure_channel(self.broker_address) as channel:
-            stub = broker_pb2_grpc.BrokerServiceStub(channel)
-            reply = await stub.LookupService(
-                broker_pb2.LookupServiceRequest(service_name=HEALTH_GRPC_SERVICE), timeout=LOOKUP_TIMEOUT_S
-            )
-            if reply.instances:
-                return reply.instances[0].address
-            # None yet (starting or restarting): wait for one to register instead of polling
-            # (a lab without a health service would otherwise keep the broker busy).
-            watch = stub.WatchServices(
-                broker_pb2.WatchServicesRequest(
-                    service_name=HEALTH_GRPC_SERVICE, from_revision=reply.revision
-                ),
-                timeout=HEALTH_WAIT_S,
-            )
-            try:
-                async for event in watch:
-                    if event.type in (ADDED, UPDATED) and event.instance.address:
-                        return event.instance.address
-            except grpc.aio.AioRpcError as err:
-                if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise
-            finally:
-                watch.cancel()
-        return ""
+        return await find_or_wait(self.broker_address, HEALTH_GRPC_SERVICE, HEALTH_WAIT_S)
 
     async def _run(self) -> None:
         backoff = RECONNECT_INITIAL_S
