@@ -56,6 +56,21 @@ def parse_ready_line(line: str) -> int | None:
     return port if 0 < port < 65536 else None
 
 
+def lab_dir_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The lab directory from ``LAB_DIR`` (created if missing), or None outside a lab."""
+    path = (os.environ if env is None else env).get(ENV_LAB_DIR) or ""
+    if not path:
+        return None
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def lab_file(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """``$LAB_DIR/<name>`` for a service's SQLite file, or None (in memory) outside a lab."""
+    path = lab_dir_from_env(env)
+    return os.path.join(path, name) if path else None
+
+
 @dataclass(frozen=True)
 class Identity:
     """The lab identity of the current process, read from the environment.

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 
 import grpc
 
 from runtime.agent import Agent
+from runtime.identity import lab_file
 from runtime.services.config_store import DB_FILENAME, ConfigProblem, ConfigStore, VersionConflict, check_name
 from runtime.services.watchers import Watchers
 from runtime.v1 import config_pb2, config_pb2_grpc
@@ -121,11 +121,7 @@ async def _check_names(context: grpc.aio.ServicerContext, namespace: str, key: s
 
 def make_store() -> ConfigStore:
     """``$LAB_DIR/config.sqlite``, or an in-memory store without LAB_DIR."""
-    lab_dir = os.environ.get("LAB_DIR") or ""
-    if not lab_dir:
-        return ConfigStore(None)
-    os.makedirs(lab_dir, exist_ok=True)
-    return ConfigStore(os.path.join(lab_dir, DB_FILENAME))
+    return ConfigStore(lab_file(DB_FILENAME))
 
 
 async def main() -> None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from runtime.agent import Agent
+from runtime.identity import lab_dir_from_env
 from runtime.jsonlog import LEVEL_NAMES
 from runtime.services.logfilter import Selector
 from runtime.services.logring import RING_SIZE
@@ -159,11 +160,8 @@ def entry_problem(entry: logger_pb2.LogEntry) -> str:
 
 def make_store() -> LogStore:
     """The store for this process: ``$LAB_DIR/logs.sqlite`` plus the ring (sizes from the env)."""
-    lab_dir = os.environ.get("LAB_DIR") or None
-    if lab_dir:
-        os.makedirs(lab_dir, exist_ok=True)
     ring = int(os.environ.get("LAB_LOG_RING") or RING_SIZE)
-    return LogStore(lab_dir, ring_size=ring)
+    return LogStore(lab_dir_from_env(), ring_size=ring)
 
 
 async def main() -> None:

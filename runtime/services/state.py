@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 
 import grpc
 
 from runtime.agent import Agent
+from runtime.identity import lab_file
 from runtime.services.state_locks import LockGone, LockProblem, Locks, UnknownLock
 from runtime.services.state_store import DB_FILENAME, StateProblem, StateStore, check_key
 from runtime.services.watchers import Watchers
@@ -142,11 +142,7 @@ async def _invalid_unless(context: grpc.aio.ServicerContext, check, value: str, 
 
 def make_store() -> StateStore:
     """``$LAB_DIR/state.sqlite``, or an in-memory store without LAB_DIR."""
-    lab_dir = os.environ.get("LAB_DIR") or ""
-    if not lab_dir:
-        return StateStore(None)
-    os.makedirs(lab_dir, exist_ok=True)
-    return StateStore(os.path.join(lab_dir, DB_FILENAME))
+    return StateStore(lab_file(DB_FILENAME))
 
 
 async def main() -> None:
