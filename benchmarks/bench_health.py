@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtime.lab import Lab  # noqa: E402
-from runtime.lab_health import HealthChange  # noqa: E402
+from runtime.lab.health import HealthChange  # noqa: E402
 from runtime.v1 import broker_pb2, broker_pb2_grpc, common_pb2, health_pb2, health_pb2_grpc  # noqa: E402
 
 TARGET_UNHEALTHY_MS = 100.0

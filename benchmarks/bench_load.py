@@ -50,9 +50,9 @@ services:
     depends_on: {broker: ready}
 """
 LABS = {
-    "bare": [("loadgen", "runtime.services.loadgen")],
+    "bare": [("loadgen", "runtime.services.load")],
     "full": [
-        ("loadgen", "runtime.services.loadgen"),
+        ("loadgen", "runtime.services.load"),
         ("health", "runtime.services.health"),
         ("logger", "runtime.services.logger"),
     ],

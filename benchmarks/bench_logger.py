@@ -28,12 +28,12 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime import lab_logs  # noqa: E402
+from runtime.client.logship import CARRIER_SIZE, LogShipper  # noqa: E402
 from runtime.identity import parse_ready_line  # noqa: E402
-from runtime.logship import CARRIER_SIZE, LogShipper  # noqa: E402
-from runtime.services.logdb import DB_FILENAME, LogDB  # noqa: E402
-from runtime.services.logfilter import Selector  # noqa: E402
-from runtime.services.logstore import LogStore  # noqa: E402
+from runtime.lab import logs as lab_logs  # noqa: E402
+from runtime.services.logger.db import DB_FILENAME, LogDB  # noqa: E402
+from runtime.services.logger.filter import Selector  # noqa: E402
+from runtime.services.logger.store import LogStore  # noqa: E402
 from runtime.v1 import logger_pb2 as pb  # noqa: E402
 from runtime.v1 import logger_pb2_grpc  # noqa: E402
 

@@ -25,8 +25,8 @@ import grpc
 
 from calculator.numbers import call_text, fmt
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
-from runtime.agent import correlation
-from runtime.agent.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
+from runtime.client import correlation
+from runtime.client.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
 from runtime.errors import ClientError, DiscoveryError
 from runtime.identity import ENV_BROKER_ADDR, Identity
 

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from service_process import ServiceProcess, start_service
 
-from runtime.services.broker import BrokerServicer
-from runtime.services.registry import Registry
+from runtime.services.broker.registry import Registry
+from runtime.services.broker.servicer import BrokerServicer
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 ADDED = broker_pb2.SERVICE_EVENT_TYPE_ADDED

@@ -15,8 +15,8 @@ from calculator.client import CalculatorClient
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
-from runtime.lab_chaos import CHAOS_GRPC_SERVICE
-from runtime.services.chaos_rules import MAX_ACTIVE_FAULTS
+from runtime.lab.chaos import CHAOS_GRPC_SERVICE
+from runtime.services.chaos.rules import MAX_ACTIVE_FAULTS
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
 WAIT_S = 10.0

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime import launcher
+from runtime.lab import launcher
 
 SMALL = Path(__file__).parent / "labs" / "small.yaml"
 ROOT = Path(__file__).resolve().parent.parent

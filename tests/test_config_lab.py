@@ -37,7 +37,7 @@ services:
     restart_delay_s: 0.3
     depends_on: {broker: ready}
   worker:
-    command: [python, -m, runtime.services.worker, --serve, --tick-ms, "100"]
+    command: [python, -m, runtime.services.state.worker, --serve, --tick-ms, "100"]
     instances: 2
     restart: always
     restart_delay_s: 0.3

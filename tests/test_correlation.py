@@ -12,9 +12,10 @@ import grpc
 import pytest
 from logprocs import Child, wait_for
 
-from runtime import lab_logs
-from runtime.agent import correlation, log_handler
-from runtime.logship import LogShipper
+from runtime.agent import log_handler
+from runtime.client import correlation
+from runtime.client.logship import LogShipper
+from runtime.lab import logs as lab_logs
 from runtime.v1 import broker_pb2, broker_pb2_grpc, logger_pb2, logger_pb2_grpc
 
 TIMEOUT_S = 10.0

@@ -14,7 +14,7 @@ import pytest
 from service_process import ServiceProcess, start_service, stop_all
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
-from runtime.agent import connect, connect_aio
+from runtime.client import connect, connect_aio
 from runtime.errors import DiscoveryError
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 

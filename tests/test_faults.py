@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from runtime.agent.faults import MAX_CPU_THREADS, MAX_MEMORY_MB, MEMORY_CHUNK_MB, FaultSet
-from runtime.lab_chaos import fault_config, fault_type
-from runtime.services.chaos_rules import config_problem, describe
+from runtime.lab.chaos import fault_config, fault_type
+from runtime.services.chaos.rules import config_problem, describe
 from runtime.v1 import chaos_pb2
 
 

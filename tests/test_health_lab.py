@@ -10,7 +10,7 @@ import pytest
 
 from runtime.errors import ServiceNotFound
 from runtime.lab import Lab
-from runtime.lab_health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
+from runtime.lab.health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
 
 WAIT_S = 10.0
 REBUILD_LIMIT_S = 2.0

@@ -10,9 +10,9 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2 as gh_pb2
 from grpc_health.v1 import health_pb2_grpc as gh_grpc
 
-from runtime.services.health_probe import FlapDamper, Prober
-from runtime.services.health_settings import HealthSettings
-from runtime.services.health_store import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, HealthStore
+from runtime.services.health.probe import FlapDamper, Prober
+from runtime.services.health.settings import HealthSettings
+from runtime.services.health.store import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, HealthStore
 
 SERVING = gh_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = gh_pb2.HealthCheckResponse.NOT_SERVING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from runtime.services.health_store import (
+from runtime.services.health.store import (
     DEGRADED,
     HEALTHY,
     STARTING,

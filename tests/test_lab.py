@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import launcher
 from runtime.errors import ClientError, ServiceNotFound, StartupError
-from runtime.lab import Lab
+from runtime.lab import Lab, launcher
 
 LABS = Path(__file__).parent / "labs"
 SMALL = LABS / "small.yaml"

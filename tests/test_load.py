@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.lab_load import load_config, summary_series
-from runtime.services import load_schedule
-from runtime.services.load_histogram import HIGHEST_US, LoadRecorder
-from runtime.services.load_schedule import LoadPlan, PlanError, Schedule, parse_payload
-from runtime.services.load_targets import target_for
+from runtime.lab.load import load_config, summary_series
+from runtime.services.load import schedule as load_schedule
+from runtime.services.load.histogram import HIGHEST_US, LoadRecorder
+from runtime.services.load.schedule import LoadPlan, PlanError, Schedule, parse_payload
+from runtime.services.load.targets import application_service, target_from_files
 from runtime.v1 import load_pb2
 
 
@@ -95,17 +95,31 @@ def test_recorder_clamps_huge_latencies_instead_of_dropping_them():
     assert rec.summary(1.0).max_latency_ms >= HIGHEST_US / 1000 * 0.99
 
 
-def test_calculator_target_methods_and_payload():
-    target = target_for(["grpc.health.v1.Health", "calculator.v1.CalculatorService"])
-    assert target is not None and target.default_method == "Add"
+def _calculator_files() -> list[bytes]:
+    # What a calculator instance's reflection service answers: its file and the files it imports.
+    from calculator.v1 import calculator_pb2
+
+    fd = calculator_pb2.DESCRIPTOR
+    return [fd.serialized_pb, *(dep.serialized_pb for dep in fd.dependencies)]
+
+
+def test_target_from_reflected_descriptors_methods_and_payload():
+    target = target_from_files("calculator.v1.CalculatorService", _calculator_files())
+    assert target.default_method == "Add" and target.payload_fields == ("a", "b")
     assert target.method("").path == "/calculator.v1.CalculatorService/Add"
     request = target.method("Divide").request({"a": 6})
-    assert (request.a, request.b) == (6, 3)
+    assert (request.a, request.b) == (6, 0)
+    assert type(request).DESCRIPTOR.full_name == "calculator.v1.DivideRequest"
     with pytest.raises(PlanError, match="use one of Add, Subtract, Multiply, Divide"):
         target.method("Sqrt")
     with pytest.raises(PlanError, match="payload field"):
         target.check_payload({"c": 1})
-    assert target_for(["runtime.v1.BrokerService"]) is None
+    with pytest.raises(PlanError, match="does not describe"):
+        target_from_files("calculator.v1.Nope", _calculator_files())
+    assert application_service(["grpc.health.v1.Health", "calculator.v1.CalculatorService"]) == (
+        "calculator.v1.CalculatorService"
+    )
+    assert application_service(["grpc.health.v1.Health"]) is None
     assert parse_payload(b"") == {}
 
 

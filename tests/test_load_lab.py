@@ -10,8 +10,8 @@ import pytest
 
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
-from runtime.lab_load import ACTIVE_COLUMNS, METRIC_COLUMNS
-from runtime.services.load_schedule import MAX_ACTIVE_TESTS, MAX_RPS
+from runtime.lab.load import ACTIVE_COLUMNS, METRIC_COLUMNS
+from runtime.services.load.schedule import MAX_ACTIVE_TESTS, MAX_RPS
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 LAB_YAML = """
@@ -29,7 +29,7 @@ services:
     restart_delay_s: 0.3
     depends_on: {broker: ready}
   loadgen:
-    command: [python, -m, runtime.services.loadgen]
+    command: [python, -m, runtime.services.load]
     restart: always
     restart_delay_s: 0.3
     depends_on: {broker: ready}
@@ -76,7 +76,7 @@ def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
 
 
 def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: Lab):
-    test = lab.start_load(rps=100, duration_s=60)
+    test = lab.start_load("calculator", rps=100, duration_s=60)
     wait_until(lambda: len(test.frame) >= 1, "the first metrics")
     started = time.monotonic()
     summary = test.stop()
@@ -86,14 +86,14 @@ def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: L
     assert summary.total_failed == 0
     assert test.summary().total_requests == summary.total_requests  # kept after the end
 
-    other = lab.start_load(rps=50, duration_s=60)
+    other = lab.start_load("calculator", rps=50, duration_s=60)
     other.close()  # the notebook lets go of the stream: the service stops the test
     wait_until(lambda: lab.load_tests().empty, "the abandoned test to end")
 
 
 def test_latency_counts_from_the_intended_send_time(lab: Lab):
     """calculator-1 freezes for 0.5 s: the requests due meanwhile wait, and their latency shows it."""
-    test = lab.start_load(rps=200, duration_s=2, timeout_ms=3000)
+    test = lab.start_load("calculator", rps=200, duration_s=2, timeout_ms=3000)
     time.sleep(0.6)
     lab.kill("calculator", 1, signal="SIGSTOP")
     time.sleep(0.5)
@@ -110,7 +110,7 @@ def test_latency_counts_from_the_intended_send_time(lab: Lab):
 
 
 def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
-    test = lab.start_load(rps=200, duration_s=3)
+    test = lab.start_load("calculator", rps=200, duration_s=3)
     wait_until(lambda: len(test.frame) >= 1, "the first second of load")
     lab.kill("calculator", 1)  # SIGKILL
     assert test.wait(10)
@@ -133,18 +133,19 @@ def test_bad_input_gets_the_right_status(lab: Lab):
         ({"payload": {"c": 1}}, "payload field"),
     ]:
         with pytest.raises(ClientError, match=needle) as err:
-            lab.start_load(**kwargs)
+            lab.start_load("calculator", **kwargs)
         assert err.value.code == "INVALID_ARGUMENT"
     with pytest.raises(ServiceNotFound, match="no instances of NoSuchService"):
         lab.start_load("NoSuchService")
-    with pytest.raises(ClientError, match="cannot call") as err:
-        lab.start_load("broker")
+    # The broker's API is learned through reflection like any other; its stream is no load target.
+    with pytest.raises(ClientError, match="no unary method 'WatchServices'") as err:
+        lab.start_load("broker", method="WatchServices")
     assert err.value.code == "INVALID_ARGUMENT"
 
-    running = [lab.start_load(rps=1, duration_s=30) for _ in range(MAX_ACTIVE_TESTS)]
+    running = [lab.start_load("calculator", rps=1, duration_s=30) for _ in range(MAX_ACTIVE_TESTS)]
     try:
         with pytest.raises(ClientError, match=f"LAB_LOAD_MAX_ACTIVE_TESTS={MAX_ACTIVE_TESTS}") as err:
-            lab.start_load(rps=1, duration_s=30)
+            lab.start_load("calculator", rps=1, duration_s=30)
         assert err.value.code == "RESOURCE_EXHAUSTED"
         assert len(lab.load_tests()) == MAX_ACTIVE_TESTS
     finally:
@@ -155,7 +156,7 @@ def test_bad_input_gets_the_right_status(lab: Lab):
 
 def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab: Lab):
     """Both calculators frozen, one slot: the backlog does not grow without bound, nothing is omitted."""
-    test = lab.start_load(rps=100, duration_s=2, concurrency=1, timeout_ms=200)
+    test = lab.start_load("calculator", rps=100, duration_s=2, concurrency=1, timeout_ms=200)
     time.sleep(0.5)
     for i in (1, 2):
         lab.kill("calculator", i, signal="SIGSTOP")

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from logprocs import Child, wait_for
 
-from runtime.services.logdb import DB_FILENAME
+from runtime.services.logger.db import DB_FILENAME
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
 

@@ -1,7 +1,7 @@
 """Logs in a whole lab: the supervisor forwards every output line; req-123 through the Lab API.
 
 These need the supervisor daemon to forward its children's output to a LogShipper (the
-``on_output`` seam, see runtime/supervisor/output.py OutputTap and runtime/logship.py).
+``on_output`` seam, see runtime/supervisor/output.py OutputTap and runtime/client/logship.py).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from runtime.services.logdb import DB_FILENAME
-from runtime.services.logfilter import Selector
-from runtime.services.logstore import MAX_MESSAGE_BYTES, LogStore, truncate_message
+from runtime.services.logger.db import DB_FILENAME
+from runtime.services.logger.filter import Selector
+from runtime.services.logger.store import MAX_MESSAGE_BYTES, LogStore, truncate_message
 from runtime.v1 import logger_pb2 as pb
 
 T0 = 1_800_000_000_000

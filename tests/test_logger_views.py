@@ -1,4 +1,4 @@
-"""The Lab's log views (runtime.lab_logs) against a real logger: frames, tail, trace, export."""
+"""The Lab's log views (runtime.lab.logs) against a real logger: frames, tail, trace, export."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import grpc
 import pytest
 from logprocs import Child, wait_for
 
-from runtime import lab_logs
+from runtime.lab import logs as lab_logs
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from logprocs import Child, wait_for
 
-from runtime.jsonlog import format_line, parse_line
-from runtime.logship import LogShipper, entry_from_output
+from runtime.client.jsonlog import format_line, parse_line
+from runtime.client.logship import LogShipper, entry_from_output
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
 

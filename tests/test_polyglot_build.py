@@ -13,7 +13,7 @@ import pytest
 
 from calculator import toolchains
 from runtime.errors import ClientError
-from runtime.lab_polyglot import json_lines, number_arg, parse_client_output
+from runtime.lab.polyglot import json_lines, number_arg, parse_client_output
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "calculator" / "node"

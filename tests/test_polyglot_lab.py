@@ -138,7 +138,7 @@ def test_typescript_server_killed_is_restarted_and_reregistered(ts_lab: Lab) -> 
 
 def test_job_that_is_not_built_says_so(ts_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """lab.yaml `requires:` a missing binary: a ClientError naming it and the build hint, no crash."""
-    from runtime import lab_polyglot
+    from runtime.lab import polyglot as lab_polyglot
 
     monkeypatch.setattr(lab_polyglot, "LANGUAGES", (*lab_polyglot.LANGUAGES, "ghost"))
     with pytest.raises(ClientError) as info:

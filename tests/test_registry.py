@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.services.registry import (
+from runtime.services.broker.registry import (
     ADDED,
     REMOVED,
     UPDATED,

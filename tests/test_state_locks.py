@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from runtime.services.state_locks import MAX_TTL_MS, LockGone, LockProblem, Locks, UnknownLock
-from runtime.services.state_store import StateProblem, StateStore
+from runtime.services.state.locks import MAX_TTL_MS, LockGone, LockProblem, Locks, UnknownLock
+from runtime.services.state.store import StateProblem, StateStore
 from runtime.services.watchers import Watchers
 
 

@@ -1,12 +1,12 @@
-"""The agent every Python lab service embeds, and the client-side discovery helper.
+"""The agent every Python lab service embeds: serve + READY, registration, health push, faults,
+config, log shipping and graceful stop. Callers' helpers (discovery, correlation) live in
+:mod:`runtime.client`.
 
-from runtime.agent import Agent, connect
+    from runtime.agent import Agent
 """
 
 from __future__ import annotations
 
-from runtime.agent.discovery import DiscoveryChannel, connect
-from runtime.agent.discovery_aio import AioDiscoveryChannel, connect_aio
 from runtime.agent.server import Agent
 
-__all__ = ["Agent", "AioDiscoveryChannel", "DiscoveryChannel", "connect", "connect_aio"]
+__all__ = ["Agent"]

@@ -66,7 +66,7 @@ class ConfigWatch:
             )
 
     async def _follow(self) -> None:
-        from runtime.agent.discovery_aio import connect_aio
+        from runtime.client.discovery_aio import connect_aio
 
         backoff = RECONNECT_START_S
         while True:

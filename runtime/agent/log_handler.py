@@ -7,7 +7,7 @@ The agent calls exactly these:
     uninstall(handler, timeout_s=2.0)   # flushes what it can, removes it
 
 The handler never blocks the caller: records become LogEntry objects (level mapped, ``extra``
-fields kept as metadata, correlation id stamped from ``runtime.agent.correlation``) and go to a
+fields kept as metadata, correlation id stamped from ``runtime.client.correlation``) and go to a
 ``LogShipper`` (bounded buffer, batches, replay after logger restarts, drops counted and reported).
 A process without a broker address (the broker itself) writes JSON lines on stderr instead; the
 supervisor captures them and forwards them with their level and correlation id intact.
@@ -24,10 +24,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from runtime.agent import correlation
+from runtime.client import correlation
+from runtime.client.jsonlog import format_line
+from runtime.client.logship import LogShipper
 from runtime.identity import Identity
-from runtime.jsonlog import format_line
-from runtime.logship import LogShipper
 from runtime.v1 import logger_pb2
 
 # Attributes every LogRecord has; anything else came in through ``extra=`` and is metadata.

@@ -28,10 +28,11 @@ from grpc_health.v1 import health_pb2 as grpc_health_pb2
 from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from runtime.agent import correlation, log_handler
+from runtime.agent import log_handler
 from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
 from runtime.agent.registration import Registration
+from runtime.client import correlation
 from runtime.identity import LOOPBACK, Identity, ready_line
 from runtime.v1 import broker_pb2, health_pb2
 

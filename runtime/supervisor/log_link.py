@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from runtime.logship import LogShipper
+from runtime.client.logship import LogShipper
 from runtime.supervisor.lifecycle import BROKER_SERVICE
 from runtime.supervisor.output import OutputTap
 from runtime.v1 import logger_pb2, supervisor_pb2
