@@ -27,6 +27,7 @@ import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
 from runtime.lab import frames, launcher
+from runtime.lab.events import ProcessEventWatch
 from runtime.lab.chaos import ChaosViews
 from runtime.lab.config_state import ConfigStateViews
 from runtime.lab.health import HealthViews
@@ -168,6 +169,15 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         req = supervisor_pb2.ListProcessEventsRequest(service=service or "")
         evs = list(self._call("ListProcessEvents", req).events)
         return frames.events_frame(evs[-limit:] if limit else evs)
+
+    def watch_events(
+        self, callback: Callable[[dict[str, Any]], object], replay: int = 0, service: str | None = None
+    ) -> ProcessEventWatch:
+        """Call ``callback(event)`` from a background thread for every lifecycle decision; ``.stop()`` ends it.
+
+        ``replay`` past events come first. Each event is a dict with the columns of ``events()``.
+        """
+        return ProcessEventWatch(lambda: self._sup_channel, callback, replay=replay, service=service or "")
 
     def output(self, instance: str, lines: int = 20) -> list[str]:
         """The last captured stdout/stderr lines of one instance."""
