@@ -27,9 +27,9 @@ import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
 from runtime.lab import frames, launcher
-from runtime.lab.events import ProcessEventWatch
 from runtime.lab.chaos import ChaosViews
 from runtime.lab.config_state import ConfigStateViews
+from runtime.lab.events import ProcessEventWatch
 from runtime.lab.health import HealthViews
 from runtime.lab.lease import LEASE_TTL_MS, PERSISTENT_TTL_MS, LeaseKeeper
 from runtime.lab.load import LoadViews
