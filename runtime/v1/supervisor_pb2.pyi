@@ -34,6 +34,8 @@ class ProcessEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_EVENT_KIND_START_FAILED: _ClassVar[ProcessEventKind]
     PROCESS_EVENT_KIND_LEASE: _ClassVar[ProcessEventKind]
     PROCESS_EVENT_KIND_WAITING: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_NOT_RESPONDING: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_RESPONDING: _ClassVar[ProcessEventKind]
 PROCESS_STATE_UNSPECIFIED: ProcessState
 PROCESS_STATE_STOPPED: ProcessState
 PROCESS_STATE_STARTING: ProcessState
@@ -56,9 +58,11 @@ PROCESS_EVENT_KIND_SCALED: ProcessEventKind
 PROCESS_EVENT_KIND_START_FAILED: ProcessEventKind
 PROCESS_EVENT_KIND_LEASE: ProcessEventKind
 PROCESS_EVENT_KIND_WAITING: ProcessEventKind
+PROCESS_EVENT_KIND_NOT_RESPONDING: ProcessEventKind
+PROCESS_EVENT_KIND_RESPONDING: ProcessEventKind
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("service", "instance_id", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb", "exit_code", "last_exit_reason", "next_start_at", "language", "command", "started_at")
+    __slots__ = ("service", "instance_id", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb", "exit_code", "last_exit_reason", "next_start_at", "language", "command", "started_at", "liveness", "not_responding", "liveness_reason")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +78,9 @@ class ProcessInfo(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    NOT_RESPONDING_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_REASON_FIELD_NUMBER: _ClassVar[int]
     service: str
     instance_id: str
     pid: int
@@ -89,7 +96,22 @@ class ProcessInfo(_message.Message):
     language: str
     command: _containers.RepeatedScalarFieldContainer[str]
     started_at: int
-    def __init__(self, service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., restarts: _Optional[int] = ..., port: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., rss_mb: _Optional[float] = ..., exit_code: _Optional[int] = ..., last_exit_reason: _Optional[str] = ..., next_start_at: _Optional[int] = ..., language: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., started_at: _Optional[int] = ...) -> None: ...
+    liveness: LivenessSettings
+    not_responding: bool
+    liveness_reason: str
+    def __init__(self, service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., restarts: _Optional[int] = ..., port: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., rss_mb: _Optional[float] = ..., exit_code: _Optional[int] = ..., last_exit_reason: _Optional[str] = ..., next_start_at: _Optional[int] = ..., language: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., started_at: _Optional[int] = ..., liveness: _Optional[_Union[LivenessSettings, _Mapping]] = ..., not_responding: _Optional[bool] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
+
+class LivenessSettings(_message.Message):
+    __slots__ = ("period_s", "timeout_s", "failures", "restart_after_s")
+    PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    RESTART_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    period_s: float
+    timeout_s: float
+    failures: int
+    restart_after_s: float
+    def __init__(self, period_s: _Optional[float] = ..., timeout_s: _Optional[float] = ..., failures: _Optional[int] = ..., restart_after_s: _Optional[float] = ...) -> None: ...
 
 class ProcessEvent(_message.Message):
     __slots__ = ("seq", "timestamp", "service", "instance_id", "pid", "kind", "reason", "exit_code", "signal", "rule", "next_attempt_at", "timestamp_us", "dropped")
