@@ -89,7 +89,9 @@ class LivenessTracker:
         self.misses = self.timeouts = self.answers = 0
         self.first_miss_at = self.down_since = None
 
-    def observe(self, *, answered: bool, now: float, timed_out: bool = True, detail: str = "") -> Change | None:
+    def observe(
+        self, *, answered: bool, now: float, timed_out: bool = True, detail: str = ""
+    ) -> Change | None:
         """Record one probe outcome at monotonic time ``now``; returns a Change when the verdict flips.
 
         Args:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from runtime.errors import ConfigError
+from runtime.liveness import LivenessSettings
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 DEPEND_CONDITIONS = ("started", "ready", "healthy")
@@ -59,6 +60,7 @@ class ServiceSpec:
     language: str = "python"
     env: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ _SERVICE_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "language": ((str,), "a string such as python, typescript, rust, cpp"),
     "env": ((dict,), "a mapping {NAME: value}"),
     "requires": ((list,), "a list of commands or paths"),
+    "liveness": ((dict,), "a mapping {period_s: S, timeout_s: S, failures: N, restart_after_s: S}"),
 }
 
 
@@ -221,7 +224,7 @@ def _service(path: str, name: str, body: Any) -> ServiceSpec:
     if "command" not in body:
         raise ConfigError(path, f"{where}.command", "missing; give the argv list, e.g. [python, -m, mypkg]")
     kw: dict[str, Any] = {
-        k: v for k, v in body.items() if k not in ("command", "start_limit", "env", "requires")
+        k: v for k, v in body.items() if k not in ("command", "start_limit", "env", "requires", "liveness")
     }
     kw["command"] = _argv(path, f"{where}.command", body["command"])
     kw["env"] = _env(path, f"{where}.env", body.get("env") or {})
@@ -229,6 +232,8 @@ def _service(path: str, name: str, body: Any) -> ServiceSpec:
     kw["depends_on"] = {str(k): str(v) for k, v in (body.get("depends_on") or {}).items()}
     if "start_limit" in body:
         kw["start_limit"] = _start_limit(path, f"{where}.start_limit", body["start_limit"])
+    if "liveness" in body:
+        kw["liveness"] = _liveness(path, f"{where}.liveness", body["liveness"])
     spec = ServiceSpec(name=name, **kw)
     if spec.restart not in RESTART_CHOICES:
         raise ConfigError(
@@ -282,6 +287,34 @@ def _start_limit(path: str, where: str, body: dict[str, Any]) -> StartLimit:
             path, f"{where}.within_s", f"{within!r} is not allowed; use a number of seconds > 0"
         )
     return StartLimit(starts=starts, within_s=float(within))
+
+
+def _liveness(path: str, where: str, body: dict[str, Any]) -> LivenessSettings:
+    _no_unknown(path, where, body, ("period_s", "timeout_s", "failures", "restart_after_s"))
+    d = LivenessSettings()
+    failures = body.get("failures", d.failures)
+    if not isinstance(failures, int) or isinstance(failures, bool) or failures < 1:
+        raise ConfigError(path, f"{where}.failures", f"{failures!r} is not allowed; use an integer >= 1")
+    nums = {k: body.get(k, getattr(d, k)) for k in ("period_s", "timeout_s", "restart_after_s")}
+    for key, value in nums.items():
+        low = 0.0 if key == "restart_after_s" else 1e-3
+        if not _is_number(value) or value < low:
+            what = ">= 0 (0: never restart)" if key == "restart_after_s" else "> 0"
+            raise ConfigError(
+                path, f"{where}.{key}", f"{value!r} is not allowed; use a number of seconds {what}"
+            )
+    if nums["timeout_s"] > nums["period_s"]:
+        raise ConfigError(
+            path,
+            f"{where}.timeout_s",
+            f"{nums['timeout_s']} is above period_s ({nums['period_s']}); a probe must end before the next one",
+        )
+    return LivenessSettings(
+        period_s=float(nums["period_s"]),
+        timeout_s=float(nums["timeout_s"]),
+        failures=failures,
+        restart_after_s=float(nums["restart_after_s"]),
+    )
 
 
 def _check_cycles(path: str, services: dict[str, ServiceSpec]) -> None:
