@@ -1,6 +1,11 @@
-"""Who a lab process is: the environment contract between the supervisor and its children.
+"""The cross-process contract of a lab, in one place: the environment, the files in the lab
+directory, the exit codes, the READY line and the gRPC service names.
 
-The supervisor gives every child these variables (any language reads them the same way):
+Every process reads its environment once, at start, into one settings dataclass (tables below);
+no other module spells a ``LAB_*`` variable, a lab-dir file name or an exit code another process
+reads. Any language reads these the same way.
+
+The supervisor gives every child these variables (``Identity.from_env`` reads them):
 
 ==========================  ==========================================================
 ``LAB_DIR``                 the lab directory (absolute), e.g. ``/repo/.lab``
@@ -17,6 +22,49 @@ The supervisor gives every child these variables (any language reads them the sa
 
 A child binds 127.0.0.1, then prints exactly one line ``READY port=N`` on stdout; the supervisor
 confirms it with grpc.health.v1 before the instance counts as ready.
+
+Tuning, each read once at start by the settings of the one process kind that uses it:
+
+=================================  ===========================================================
+``LAB_HEALTH_<SETTING>``           health service, ``HealthSettings`` (e.g.
+                                   ``LAB_HEALTH_PROBE_INTERVAL_S=0.2``)
+``LAB_HEALTH_DEGRADED_P99_MS``     every agent, ``AgentSettings``: the DEGRADED rule's p99
+``LAB_HEALTH_DEGRADED_IN_FLIGHT``  ... its in-flight limit
+``LAB_HEALTH_RECOVER_HOLD_S``      ... how long calm must hold before HEALTHY again
+``LAB_LOAD_MAX_<LIMIT>``           load generator, ``LoadSettings``: ``RPS``, ``DURATION_S``,
+                                   ``CONCURRENCY``, ``ACTIVE_TESTS``, ``TIMEOUT_MS``
+``LAB_LOG_RING``                   logger, ``LoggerSettings``: entries in the ring
+``LAB_LOG_RETENTION``              ... entries kept in logs.sqlite
+``LAB_PROJECT_ROOT``               Lab API and CLI: the folder holding lab.yaml
+``LAB_LEASE_TTL_MS``               Lab API: how fast a dead kernel's lease lapses
+``LAB_REQUIRE_POLYGLOT``           ``calculator.toolchains``: ``1`` makes a missing toolchain fail
+=================================  ===========================================================
+
+Files in the lab directory:
+
+=====================  ======================================================================
+``supervisor.lock``    the daemon's exclusive lock (holds its pid): one daemon per lab dir
+``supervisor.json``    the daemon's pid and address, written atomically; gone after a clean stop
+``supervisor.log``     the daemon's own stdout and stderr
+``logs.sqlite``        the logger's store (WAL)
+``config.sqlite``      the config service's store (WAL)
+``state.sqlite``       the state service's store (WAL)
+=====================  ======================================================================
+
+Exit codes another process acts on:
+
+=======  ====================  ==============================================================
+``0``    ``EXIT_OK``           done, or stopped cleanly
+``1``    ``EXIT_FAILED``       a client or job tried and failed (its last ERROR line says why)
+``2``    ``EXIT_USAGE``        bad arguments or a bad lab.yaml: nothing was tried
+``3``    ``EXIT_LOCKED``       another supervisor already runs for this lab dir: attach to it
+``124``  ``EXIT_TIMEOUT``      a job killed after its timeout (as coreutils ``timeout`` reports)
+``130``  ``EXIT_INTERRUPTED``  a service stopped by Ctrl-C (128 + SIGINT, as a shell reports)
+=======  ====================  ==============================================================
+
+gRPC service names (what agents register and callers look up) come from the generated
+descriptors, never typed twice: ``BROKER_GRPC_SERVICE`` is ``runtime.v1.BrokerService``, and so
+on for ``HEALTH``, ``LOGGER``, ``LOADGEN``, ``CHAOS``, ``CONFIG``, ``STATE`` and ``SUPERVISOR``.
 """
 
 from __future__ import annotations
@@ -24,6 +72,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from google.protobuf.descriptor import FileDescriptor
+
+from runtime.v1 import (
+    broker_pb2,
+    chaos_pb2,
+    config_pb2,
+    health_pb2,
+    load_pb2,
+    logger_pb2,
+    state_pb2,
+    supervisor_pb2,
+)
 
 ENV_LAB_DIR = "LAB_DIR"
 ENV_SERVICE = "LAB_SERVICE"
@@ -34,9 +95,58 @@ ENV_SUPERVISOR_PID = "LAB_SUPERVISOR_PID"
 ENV_PORT = "LAB_PORT"
 ENV_PORT_STRICT = "LAB_PORT_STRICT"
 ENV_LANGUAGE = "LAB_LANGUAGE"
+ENV_PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
+
+# -- tuning, one process kind each (see the tuning table above) --
+ENV_HEALTH_PREFIX = "LAB_HEALTH_"  # + a HealthSettings field name, upper case
+ENV_DEGRADED_P99_MS = "LAB_HEALTH_DEGRADED_P99_MS"
+ENV_DEGRADED_IN_FLIGHT = "LAB_HEALTH_DEGRADED_IN_FLIGHT"
+ENV_RECOVER_HOLD_S = "LAB_HEALTH_RECOVER_HOLD_S"
+ENV_LOAD_MAX_RPS = "LAB_LOAD_MAX_RPS"
+ENV_LOAD_MAX_DURATION_S = "LAB_LOAD_MAX_DURATION_S"
+ENV_LOAD_MAX_CONCURRENCY = "LAB_LOAD_MAX_CONCURRENCY"
+ENV_LOAD_MAX_ACTIVE_TESTS = "LAB_LOAD_MAX_ACTIVE_TESTS"
+ENV_LOAD_MAX_TIMEOUT_MS = "LAB_LOAD_MAX_TIMEOUT_MS"
+ENV_LOG_RING = "LAB_LOG_RING"
+ENV_LOG_RETENTION = "LAB_LOG_RETENTION"
+ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
+ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"
+ENV_REQUIRE_POLYGLOT = "LAB_REQUIRE_POLYGLOT"
 
 READY_PREFIX = "READY port="
 LOOPBACK = "127.0.0.1"
+
+# -- files in the lab directory (see the files table above) --
+LOCK_FILE = "supervisor.lock"
+INFO_FILE = "supervisor.json"
+SUPERVISOR_LOG_FILE = "supervisor.log"
+LOGS_DB_FILE = "logs.sqlite"
+CONFIG_DB_FILE = "config.sqlite"
+STATE_DB_FILE = "state.sqlite"
+
+# -- exit codes (see the exit code table above) --
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+
+
+def _grpc_service(file: FileDescriptor, name: str) -> str:
+    """The full name of service ``name`` in a generated file, e.g. ``runtime.v1.BrokerService``."""
+    return file.services_by_name[name].full_name
+
+
+# -- gRPC service names, from the generated descriptors --
+BROKER_GRPC_SERVICE = _grpc_service(broker_pb2.DESCRIPTOR, "BrokerService")
+HEALTH_GRPC_SERVICE = _grpc_service(health_pb2.DESCRIPTOR, "HealthService")
+LOGGER_GRPC_SERVICE = _grpc_service(logger_pb2.DESCRIPTOR, "LoggerService")
+LOADGEN_GRPC_SERVICE = _grpc_service(load_pb2.DESCRIPTOR, "LoadGeneratorService")
+CHAOS_GRPC_SERVICE = _grpc_service(chaos_pb2.DESCRIPTOR, "ChaosService")
+CONFIG_GRPC_SERVICE = _grpc_service(config_pb2.DESCRIPTOR, "ConfigService")
+STATE_GRPC_SERVICE = _grpc_service(state_pb2.DESCRIPTOR, "StateService")
+SUPERVISOR_GRPC_SERVICE = _grpc_service(supervisor_pb2.DESCRIPTOR, "SupervisorService")
 
 
 def ready_line(port: int) -> str:
@@ -63,6 +173,11 @@ def lab_dir_from_env(env: Mapping[str, str] | None = None) -> str | None:
         return None
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def broker_address_from_env(env: Mapping[str, str] | None = None) -> str:
+    """``LAB_BROKER_ADDR``, or ``""`` outside a lab: the default of every client's broker address."""
+    return (os.environ if env is None else env).get(ENV_BROKER_ADDR, "")
 
 
 def lab_file(name: str, env: Mapping[str, str] | None = None) -> str | None:
