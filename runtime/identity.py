@@ -65,6 +65,18 @@ Exit codes another process acts on:
 gRPC service names (what agents register and callers look up) come from the generated
 descriptors, never typed twice: ``BROKER_GRPC_SERVICE`` is ``runtime.v1.BrokerService``, and so
 on for ``HEALTH``, ``LOGGER``, ``LOADGEN``, ``CHAOS``, ``CONFIG``, ``STATE`` and ``SUPERVISOR``.
+
+Access (only the lab's owner drives the lab):
+
+==========================  ==========================================================
+``LAB_TOKEN``               the lab's secret; every RPC sends ``authorization: Bearer <it>``
+``<LAB_DIR>/token``         the same secret on disk (mode 0600, the dir 0700) for callers
+                            outside the lab (notebook, CLI, grpcurl)
+``LAB_CORRELATION_ID``      a job's correlation id: the one key a RunJob caller may set
+==========================  ==========================================================
+
+grpc.health.v1 and server reflection answer without the token; every other RPC without it (or with
+another) is UNAUTHENTICATED. See runtime/client/auth.py (callers) and runtime/agent/auth.py (servers).
 """
 
 from __future__ import annotations
@@ -112,6 +124,15 @@ ENV_LOG_RETENTION = "LAB_LOG_RETENTION"
 ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"
 ENV_REQUIRE_POLYGLOT = "LAB_REQUIRE_POLYGLOT"
+
+# -- access: the per-lab secret (see "Access" in the module docstring) --
+ENV_TOKEN = "LAB_TOKEN"
+TOKEN_FILE = "token"
+AUTH_HEADER = "authorization"  # gRPC metadata keys are lower case
+AUTH_SCHEME = "Bearer"
+# The only variable a RunJob caller may set (runtime/supervisor/jobs.py JOB_ENV_ALLOWLIST): the
+# job's correlation id; everything else a job gets comes from lab.yaml and this table.
+ENV_CORRELATION_ID = "LAB_CORRELATION_ID"
 
 READY_PREFIX = "READY port="
 LOOPBACK = "127.0.0.1"
