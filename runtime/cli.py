@@ -3,7 +3,7 @@
     runtime-lab up [--lab-dir D] [--config F] [--foreground]   start (or attach) and hold the lab
     runtime-lab status [--json]                                  the process table
     runtime-lab events                                           lifecycle decisions with reasons
-    runtime-lab top                                              live table (Ctrl-C to leave)
+    runtime-lab top [-b -n N]                                    live table with keys (q quits); -b: snapshots
     runtime-lab down                                             stop everything
 
 `up` holds a persistent lease, so the lab stays after the command returns, until `down`.
@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable output")
     ev = sub.add_parser("events", parents=[common], help="lifecycle events with reasons")
     ev.add_argument("--limit", type=int, default=50)
-    tp = sub.add_parser("top", parents=[common], help="live process table")
-    tp.add_argument("--iterations", type=int, default=0, help=argparse.SUPPRESS)
+    tp = sub.add_parser("top", parents=[common], help="live process table with keys (q quits)")
+    tp.add_argument("-b", "--batch", action="store_true", help="plain snapshots instead of the app (as top -b)")
+    tp.add_argument("-n", "--iterations", type=int, default=1, help="snapshots in batch mode (default 1)")
     sub.add_parser("down", parents=[common], help="stop every process and the supervisor")
     return parser
 
@@ -100,10 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "events":
                 _print_table(lab.events(limit=args.limit)[["time", "instance", "pid", "event", "reason"]])
             elif args.command == "top":
-                try:
-                    top.run(lab, iterations=args.iterations)
-                except KeyboardInterrupt:
-                    pass
+                if args.batch or not sys.stdout.isatty():
+                    top.run_batch(lab, args.iterations)
+                else:
+                    top.run(lab)
             elif args.command == "down":
                 lab.down()
                 print(f"lab in {lab.lab_dir} stopped")

@@ -39,7 +39,7 @@ def test_up_status_events_top_down(lab_dir: Path) -> None:
         }
         events = cli("--lab-dir", str(lab_dir), "events")
         assert "READY" in events.stdout and "calculator-1" in events.stdout
-        top = cli("--lab-dir", str(lab_dir), "top", "--iterations", "1")
+        top = cli("--lab-dir", str(lab_dir), "top", "--batch", "-n", "1")
         assert top.returncode == 0 and "INSTANCE" in top.stdout and "recent events" in top.stdout
     finally:
         down = cli("--lab-dir", str(lab_dir), "down")
