@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 # One probe a second: a frozen process is caught within three seconds, and a lab of a dozen
 # processes costs a dozen tiny RPCs a second.
@@ -44,9 +45,22 @@ DEFAULT_RESTART_AFTER_S = 0.0
 DEFAULT_RECOVERIES = 1
 
 
+class LivenessConfig(Protocol):
+    """Anything with the four settings: lab.yaml's ``Liveness`` section, :class:`LivenessSettings`."""
+
+    @property
+    def period_s(self) -> float: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def restart_after_s(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class LivenessSettings:
-    """How one service is probed (``services.<name>.liveness`` in lab.yaml)."""
+    """How one service is probed (``services.<name>.liveness`` in lab.yaml; ``ProcessInfo.liveness``)."""
 
     period_s: float = DEFAULT_PERIOD_S
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -73,7 +87,7 @@ def not_responding_reason(misses: int, timeouts: int, last_detail: str = "") -> 
 class LivenessTracker:
     """The probe history of one process and the liveness verdict it implies (time passed in)."""
 
-    def __init__(self, settings: LivenessSettings, *, recoveries: int = DEFAULT_RECOVERIES) -> None:
+    def __init__(self, settings: LivenessConfig, *, recoveries: int = DEFAULT_RECOVERIES) -> None:
         self.settings = settings
         self.recoveries = max(1, recoveries)
         self.responding = True

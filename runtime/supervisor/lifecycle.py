@@ -28,6 +28,7 @@ from runtime.supervisor.broker_link import BrokerLink
 from runtime.supervisor.config import LabConfig, ServiceSpec, missing_requirement, resolve_command
 from runtime.supervisor.events import EventLog
 from runtime.supervisor.keeper import GroupKeeper
+from runtime.supervisor.liveness import LivenessKeeper
 from runtime.supervisor.output import OutputCallback
 from runtime.supervisor.policy import Action, RestartTracker
 from runtime.supervisor.process import ChildWatch, Instance, describe_exit, signal_group, spawn
@@ -57,6 +58,7 @@ class Lifecycle:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._broker = BrokerLink()
         self.keeper: GroupKeeper | None = None  # the daemon sets it; None in embedded use
+        self.liveness = LivenessKeeper(post=self.post, emit=self._emit, background=self._background)
         for spec in config.services.values():
             for index in range(1, spec.instances + 1):
                 self._add_instance(spec, index)
@@ -244,6 +246,7 @@ class Lifecycle:
             return
         inst.state = _K.PROCESS_STATE_RUNNING
         inst.port = port
+        self.liveness.watch(inst)
         if inst.service == BROKER_SERVICE:
             self.broker_address = f"{ident.LOOPBACK}:{port}"
             self._broker.connect(self.broker_address)

@@ -106,6 +106,10 @@ class Instance:
     desired: str = "run"  # run | stop | restart | remove
     generation: int = 0
     waiting_for: str = ""
+    # The liveness probe's verdict (runtime.supervisor.liveness): why it is not responding, or ""
+    # when it answers; since when (monotonic).
+    not_responding: str = ""
+    not_responding_since: float = 0.0
     cpu_percent: float = 0.0
     rss_mb: float = 0.0
     timer: asyncio.TimerHandle | None = None
@@ -143,6 +147,8 @@ class Instance:
     def to_info(self, command: list[str]) -> pb.ProcessInfo:
         """The ProcessInfo message for ListProcesses and friends."""
         up = time.monotonic() - self.started_mono if self.state == pb.PROCESS_STATE_RUNNING else 0.0
+        down = time.monotonic() - self.not_responding_since
+        live = self.spec.liveness
         return pb.ProcessInfo(
             service=self.service,
             instance_id=self.instance_id,
@@ -159,6 +165,14 @@ class Instance:
             language=self.spec.language,
             command=command,
             started_at=self.started_at_ms,
+            liveness=pb.LivenessSettings(
+                period_s=live.period_s,
+                timeout_s=live.timeout_s,
+                failures=live.failures,
+                restart_after_s=live.restart_after_s,
+            ),
+            not_responding=bool(self.not_responding),
+            liveness_reason=f"{self.not_responding} for {down:.1f} s" if self.not_responding else "",
         )
 
 
