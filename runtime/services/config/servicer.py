@@ -20,15 +20,14 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import lab_file
-from runtime.services.config.store import DB_FILENAME, ConfigProblem, ConfigStore, VersionConflict, check_name
+from runtime.identity import CONFIG_DB_FILE, CONFIG_GRPC_SERVICE, lab_file
+from runtime.services.config.store import ConfigProblem, ConfigStore, VersionConflict, check_name
 from runtime.services.watchers import Watchers
 from runtime.v1 import config_pb2, config_pb2_grpc
 
 log = logging.getLogger("runtime.services.config")
 
 SERVICE_NAME = "config"
-GRPC_SERVICE = "runtime.v1.ConfigService"
 
 
 class ConfigService(config_pb2_grpc.ConfigServiceServicer):
@@ -119,14 +118,14 @@ async def _check_names(context: grpc.aio.ServicerContext, namespace: str, key: s
 
 def make_store() -> ConfigStore:
     """``$LAB_DIR/config.sqlite``, or an in-memory store without LAB_DIR."""
-    return ConfigStore(lab_file(DB_FILENAME))
+    return ConfigStore(lab_file(CONFIG_DB_FILE))
 
 
 async def main() -> None:
     """Serve the config service through the agent until SIGTERM."""
     store = make_store()
     try:
-        agent = Agent([GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([CONFIG_GRPC_SERVICE], default_service=SERVICE_NAME)
         config_pb2_grpc.add_ConfigServiceServicer_to_server(ConfigService(store), agent.server)
         await agent.run()
     finally:

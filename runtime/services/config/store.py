@@ -15,7 +15,6 @@ import time
 
 from runtime.v1 import config_pb2
 
-DB_FILENAME = "config.sqlite"
 VALUE_TYPES = ("string", "int", "bool", "json")
 MAX_NAME_CHARS = 128  # namespace and key
 MAX_VALUE_BYTES = 64 * 1024

@@ -22,16 +22,15 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import lab_file
+from runtime.identity import STATE_DB_FILE, STATE_GRPC_SERVICE, lab_file
 from runtime.services.state.locks import LockGone, LockProblem, Locks, UnknownLock
-from runtime.services.state.store import DB_FILENAME, StateProblem, StateStore, check_key
+from runtime.services.state.store import StateProblem, StateStore, check_key
 from runtime.services.watchers import Watchers
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 log = logging.getLogger("runtime.services.state")
 
 SERVICE_NAME = "state"
-GRPC_SERVICE = "runtime.v1.StateService"
 
 
 class StateService(state_pb2_grpc.StateServiceServicer):
@@ -140,14 +139,14 @@ async def _invalid_unless(context: grpc.aio.ServicerContext, check, value: str, 
 
 def make_store() -> StateStore:
     """``$LAB_DIR/state.sqlite``, or an in-memory store without LAB_DIR."""
-    return StateStore(lab_file(DB_FILENAME))
+    return StateStore(lab_file(STATE_DB_FILE))
 
 
 async def main() -> None:
     """Serve the state service through the agent until SIGTERM."""
     store = make_store()
     try:
-        agent = Agent([GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([STATE_GRPC_SERVICE], default_service=SERVICE_NAME)
         state_pb2_grpc.add_StateServiceServicer_to_server(StateService(store), agent.server)
         await agent.run()
     finally:

@@ -16,7 +16,6 @@ import time
 
 from runtime.v1 import state_pb2
 
-DB_FILENAME = "state.sqlite"
 MAX_KEY_CHARS = 256
 MAX_VALUE_BYTES = 64 * 1024
 

@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from runtime.identity import ENV_BROKER_ADDR, ENV_INSTANCE
+from runtime.identity import ENV_BROKER_ADDR, EXIT_OK, EXIT_USAGE, STATE_GRPC_SERVICE, Identity
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 log = logging.getLogger("runtime.services.state.worker")
 
-STATE_GRPC_SERVICE = "runtime.v1.StateService"
 RPC_TIMEOUT_S = 5.0
 DEFAULT_COUNTER = "worker/counter"
 DEFAULT_LOCK = "leader"
@@ -177,15 +176,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace, owner: str) -> None:
+async def serve(args: argparse.Namespace, owner: str, identity: Identity) -> None:
     """Service mode: the agent serves health; a thread competes for leadership."""
     from runtime.agent import Agent
     from runtime.client import connect
 
-    agent = Agent([], default_service="worker")
+    agent = Agent([], default_service="worker", identity=identity)
     await agent.start()
     stop = threading.Event()
-    channel = connect(STATE_GRPC_SERVICE)
+    channel = connect(STATE_GRPC_SERVICE, identity.broker_address)
     stub = state_pb2_grpc.StateServiceStub(channel)
     leader = asyncio.create_task(asyncio.to_thread(lead_forever, stub, owner, args.lock, stop, args.tick_ms))
     try:
@@ -200,17 +199,18 @@ async def serve(args: argparse.Namespace, owner: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns the exit code."""
     args = parse_args(argv)
+    identity = Identity.from_env(default_service="worker")  # the one read of the environment
     # The pid makes a restarted instance a new owner: it must win the lock again, with a new token.
-    owner = args.owner or f"{os.environ.get(ENV_INSTANCE) or 'worker'} pid {os.getpid()}"
+    owner = args.owner or f"{identity.instance_id} pid {os.getpid()}"
     if args.serve:
-        asyncio.run(serve(args, owner))
-        return 0
+        asyncio.run(serve(args, owner, identity))
+        return EXIT_OK
     from runtime.client import connect
 
-    if not os.environ.get(ENV_BROKER_ADDR):
+    if not identity.broker_address:
         print(f"worker: {ENV_BROKER_ADDR} is not set; run me from the lab (a job) or set it", file=sys.stderr)
-        return 2
-    channel = connect(STATE_GRPC_SERVICE)
+        return EXIT_USAGE
+    channel = connect(STATE_GRPC_SERVICE, identity.broker_address)
     try:
         stub = state_pb2_grpc.StateServiceStub(channel)
         report = run_once(
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         channel.close()
     print(json.dumps(report.__dict__), flush=True)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
