@@ -1,4 +1,4 @@
-"""The config service as a real process: statuses for bad input, versions, watch, persistence."""
+"""The config service: statuses for bad input, versions, watch (in-process); persistence (a real process)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,21 @@ import grpc
 import pytest
 from service_process import start_service
 
+from runtime.services.config.servicer import ConfigService
+from runtime.services.config.store import ConfigStore
 from runtime.v1 import config_pb2, config_pb2_grpc
 
 RPC_S = 5.0
 
 
 @pytest.fixture
-def config(lab_dir: Path):
-    proc = start_service("runtime.services.config", lab_dir, service="config", instance="config-1")
-    yield proc
-    proc.stop()
+def config(aio_server):
+    """The config servicer served in this process, in memory (the SIGKILL test runs the real process)."""
+    return aio_server(
+        lambda server: config_pb2_grpc.add_ConfigServiceServicer_to_server(
+            ConfigService(ConfigStore(None)), server
+        )
+    )
 
 
 def stub_of(proc) -> tuple[grpc.Channel, config_pb2_grpc.ConfigServiceStub]:

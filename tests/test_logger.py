@@ -1,4 +1,4 @@
-"""The logger service as a real process over real gRPC: bad input, truncation, tails, SIGKILL."""
+"""The logger service over real gRPC: bad input, truncation, tails (in-process), SIGKILL (a real process)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,43 @@ import time
 import grpc
 import pytest
 from logprocs import Child, wait_for
+from waiting import wait_until
 
-from runtime.services.logger.db import DB_FILENAME
+from runtime.identity import LOGS_DB_FILE
+from runtime.services.logger.servicer import LoggerService
+from runtime.services.logger.store import LogStore
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
 
 RPC_S = 10.0
+RING_SIZE = 50  # small, so the query test reads from the ring and from SQLite
+
+
+class InProcessLogger:
+    """The logger's servicer served in this process (the SIGKILL test below runs the real process)."""
+
+    def __init__(self, aio_server, lab_dir) -> None:
+        def add(server) -> None:
+            self.service = LoggerService(LogStore(str(lab_dir), ring_size=RING_SIZE))
+            logger_pb2_grpc.add_LoggerServiceServicer_to_server(self.service, server)
+
+        self.server = aio_server(add)
+        self.address = self.server.address
+
+    def wait_subscribers(self, n: int) -> None:
+        """Until ``n`` SubscribeLogs calls are registered (entries sent earlier are not tailed)."""
+        wait_until(lambda: len(self.service.subs) >= n, 5, f"{n} subscriptions registered at the logger")
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.service.close()
 
 
 @pytest.fixture
-def logger(lab_dir):
-    child = Child("runtime.services.logger", lab_dir, service="logger", env={"LAB_LOG_RING": "50"})
-    yield child
-    child.stop()
+def logger(aio_server, lab_dir):
+    server = InProcessLogger(aio_server, lab_dir)
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -118,24 +142,27 @@ def test_message_over_64_kib_is_truncated_and_counted(stub):
     assert stored[1].message == "fine 0"
 
 
-def test_subscribe_gets_matching_entries_live(stub):
+def test_subscribe_gets_matching_entries_live(stub, logger):
     got: list[pb.LogEntry] = []
     call = stub.SubscribeLogs(
         pb.LogFilter(service_names=["calculator"], min_level=pb.WARN, search_text="zero")
     )
     reader = drain(call, got)
-    time.sleep(0.3)  # the subscription is registered once the call reached the server
+    logger.wait_subscribers(1)
     send(stub, entries(3, "division by zero", level=pb.ERROR) + entries(3, "fine", level=pb.ERROR))
     send(
         stub,
         entries(2, "division by zero", level=pb.INFO)
         + entries(2, "zero", service_name="broker", level=pb.WARN),
     )
-    wait_for(lambda: len(got) >= 3, 5, "three tailed entries")
-    time.sleep(0.2)
+    # A last matching entry: a tail delivers in order, so once it is here every earlier match is too.
+    send(stub, entries(1, "zero, the last", level=pb.ERROR))
+    wait_for(lambda: got and got[-1].message == "zero, the last 0", 5, "the last tailed entry")
     call.cancel()
     reader.join(5)
-    assert [e.message for e in got] == ["division by zero 0", "division by zero 1", "division by zero 2"]
+    assert [e.message for e in got] == [
+        "division by zero 0", "division by zero 1", "division by zero 2", "zero, the last 0"
+    ]  # fmt: skip
 
 
 def test_slow_subscriber_loses_oldest_and_is_told(stub, logger):
@@ -148,7 +175,7 @@ def test_slow_subscriber_loses_oldest_and_is_told(stub, logger):
     fast_got: list[pb.LogEntry] = []
     fast = stub.SubscribeLogs(pb.LogFilter())
     reader = drain(fast, fast_got)
-    time.sleep(0.3)
+    logger.wait_subscribers(2)
     t0 = time.monotonic()
     for i in range(0, n, batch):
         send(stub, entries(batch, f"payload {i} " + "y" * 2000))
@@ -211,7 +238,7 @@ def test_acknowledged_entries_survive_sigkill_during_a_burst(lab_dir):
                 assert len(found) == 500, f"batch {b} was acknowledged but has {len(found)} of 500 entries"
     finally:
         again.stop()
-    with sqlite3.connect(lab_dir / DB_FILENAME) as db:
+    with sqlite3.connect(lab_dir / LOGS_DB_FILE) as db:
         stored = {m for (m,) in db.execute("SELECT message FROM logs")}
     missing = [f"burst{b} {i}" for b in acked for i in range(500) if f"burst{b} {i}" not in stored]
     assert missing == [], f"{len(missing)} acknowledged entries missing after SIGKILL, e.g. {missing[:3]}"

@@ -1,4 +1,4 @@
-"""The state service as a real process: versions, CAS, locks with TTL and fencing, watch, persistence."""
+"""The state service: versions, CAS, locks with TTL and fencing, watch (in-process); persistence (a real process)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,30 @@ from pathlib import Path
 import grpc
 import pytest
 from service_process import start_service
+from waiting import wait_until
 
+from runtime.services.state.servicer import StateService
+from runtime.services.state.store import StateStore
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 RPC_S = 5.0
 
 
+class InProcessState:
+    """The state servicer served in this process (the SIGKILL test below runs the real process)."""
+
+    def __init__(self, aio_server) -> None:
+        def add(server) -> None:
+            self.service = StateService(StateStore(None))  # in memory
+            state_pb2_grpc.add_StateServiceServicer_to_server(self.service, server)
+
+        self.server = aio_server(add)
+        self.address = self.server.address
+
+
 @pytest.fixture
-def state(lab_dir: Path):
-    proc = start_service("runtime.services.state", lab_dir, service="state", instance="state-1")
-    yield proc
-    proc.stop()
+def state(aio_server) -> InProcessState:
+    return InProcessState(aio_server)
 
 
 def stub_of(proc) -> tuple[grpc.Channel, state_pb2_grpc.StateServiceStub]:
@@ -129,7 +142,7 @@ def test_locks_fencing_renewal_wait_and_ttl_expiry(state):
         got: list[state_pb2.LockResponse] = []
         waiter = threading.Thread(target=lambda: got.append(lock(stub, owner="c", wait_ms=3000)))
         waiter.start()
-        time.sleep(0.1)
+        time.sleep(0.1)  # lets c block in AcquireLock first (c also gets the lock if it comes late)
         t0 = time.monotonic()
         assert stub.ReleaseLock(state_pb2.LockId(lock_id=b.lock_id), timeout=RPC_S).released
         waiter.join(5)
@@ -156,7 +169,7 @@ def test_watch_sends_current_value_then_changes(state):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        time.sleep(0.1)
+        wait_until(lambda: len(state.service.watchers) == 1, 5, "the watch registered at the service")
         stub.Set(state_pb2.StateEntry(key="other", value="x"), timeout=RPC_S)
         stub.Set(state_pb2.StateEntry(key="w", value="1"), timeout=RPC_S)
         stub.CompareAndSwap(state_pb2.CASRequest(key="w", expected_version=2, new_value="2"), timeout=RPC_S)
