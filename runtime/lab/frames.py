@@ -15,7 +15,7 @@ from runtime.v1 import broker_pb2, health_pb2, supervisor_pb2
 
 STATUS_COLUMNS = [
     "service", "instance", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb",
-    "language", "last_exit_reason",
+    "language", "last_exit_reason", "responding", "liveness",
 ]  # fmt: skip
 EVENT_COLUMNS = [
     "time",
@@ -58,6 +58,9 @@ def status_frame(processes: Iterable[supervisor_pb2.ProcessInfo]) -> pd.DataFram
             "rss_mb": round(p.rss_mb, 1),
             "language": p.language,
             "last_exit_reason": p.last_exit_reason,
+            # The supervisor's liveness probe: False while it does not answer (e.g. SIGSTOPped).
+            "responding": not p.not_responding,
+            "liveness": p.liveness_reason,
         }
         for p in processes
     ]
