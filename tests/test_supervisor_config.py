@@ -97,6 +97,116 @@ def test_errors_name_field_and_allowed_values(data: dict, field: str, text: str)
     assert str(err).startswith(f"/x/lab.yaml: {field}: ")
 
 
+def test_empty_file_and_no_services_fail_at_once(tmp_path: Path) -> None:
+    empty = tmp_path / "lab.yaml"
+    empty.write_text("# nothing here yet\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(empty)
+    assert (info.value.path, info.value.field) == (str(empty), "")
+    assert str(info.value).startswith(f"{empty}: the file is empty; list the lab's services")
+    for data in ({}, {"services": None}, {"services": {}}, {"jobs": {"j": {"command": ["x"]}}}):
+        err = _error(data)
+        assert err.field == "services" and err.problem.startswith("no services listed")
+
+
+@pytest.mark.parametrize("name", ["a b", "../x", "1st", "-x", "calc.v1", "", "x" * 64, "ä"])
+@pytest.mark.parametrize("section", ["services", "jobs"])
+def test_bad_names_are_refused_and_quoted(section: str, name: str) -> None:
+    data: dict = {"services": {"ok": {"command": ["x"]}}}
+    data.setdefault(section, {})[name] = {"command": ["x"]}
+    err = _error(data)
+    kind = section[:-1]
+    assert err.field == f"{section}.{name}"
+    assert err.problem == (
+        f"{name!r} is not a valid {kind} name; "
+        "use letters, digits, - and _, starting with a letter, at most 63 characters"
+    )
+
+
+def test_good_names_and_a_huge_bad_one() -> None:
+    cfg = _cfg({"a": {"command": ["x"]}, "calculator-ts_2": {"command": ["x"]}, "x" * 63: {"command": ["x"]}})
+    assert list(cfg.services) == ["a", "calculator-ts_2", "x" * 63]
+    assert cfg.services["calculator-ts_2"].name == "calculator-ts_2"
+    err = _error({"services": {"../" * 50_000: {"command": ["x"]}}})
+    assert len(str(err)) < 500  # the name is quoted cut, the field path too
+    assert "(150000 characters) is not a valid service name" in err.problem
+
+
+def test_name_comes_from_the_key_only() -> None:
+    err = _error({"services": {"a": {"command": ["x"], "name": "b"}}})
+    assert err.field == "services.a.name"
+    assert err.problem.startswith("unknown key; allowed keys: backoff_factor, ")
+    assert "name" not in err.problem.split("allowed keys: ")[1].split(", ")
+
+
+def test_bad_value_is_quoted_at_most_200_characters() -> None:
+    err = _error({"services": {"a": {"command": ["x"], "restart": "y" * 100_000}}})
+    assert err.field == "services.a.restart"
+    assert err.problem.endswith(
+        "... (100000 characters) is not allowed; use one of always, on-failure, never"
+    )
+    assert len(err.problem) < 300
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "problem"),
+    [
+        ("x", "services.a", "must be a mapping, got str 'x'"),
+        ({"command": ["x"], "start_limit": 5}, "services.a.start_limit", "must be a mapping, got int 5"),
+        (
+            {"command": ["x"], "start_limit": {"starts": 2, "within": 1}},
+            "services.a.start_limit.within",
+            "unknown key; allowed keys: starts, within_s",
+        ),
+        (
+            {"command": ["x"], "requires": ["node", 3]},
+            "services.a.requires.1",
+            "3 is not allowed; use a list",
+        ),
+        (
+            {"command": ["x"], "env": {"A": [1]}},
+            "services.a.env.A",
+            "[1] is not allowed; use a string or number",
+        ),
+        (
+            {"command": ["x"], "instances": "2"},
+            "services.a.instances",
+            "'2' is not allowed; use an integer >= 0",
+        ),
+        (
+            {"command": ["x"], "ready_timeout_s": 0},
+            "services.a.ready_timeout_s",
+            "0 is not allowed; use a number of seconds > 0",
+        ),
+        (
+            {"command": ["x"], "stop_grace_s": True},
+            "services.a.stop_grace_s",
+            "True is not allowed; use a number",
+        ),
+    ],
+)
+def test_more_fields_named_with_what_is_allowed(body: object, field: str, problem: str) -> None:
+    err = _error({"services": {"a": body}})
+    assert err.field == field
+    assert err.problem.startswith(problem)
+
+
+def test_every_setting_says_what_is_allowed() -> None:
+    """A field without a description would give messages without "use ..."; new sections too."""
+    from runtime.supervisor.config import KEY_FIELDS, JobSpec, LabFile, ServiceSpec, StartLimit
+
+    for model in (LabFile, ServiceSpec, JobSpec, StartLimit):
+        for name, info in model.model_fields.items():
+            assert name in KEY_FIELDS or info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_numbers_become_floats_and_specs_are_frozen() -> None:
+    spec = _cfg({"a": {"command": ["sleep", 5], "restart_delay_s": 1}}).services["a"]
+    assert spec.command == ("sleep", "5") and spec.restart_delay_s == 1.0
+    with pytest.raises(ValueError):
+        spec.restart = "never"  # type: ignore[misc]
+
+
 def test_dependency_cycle_is_named() -> None:
     err = _error(
         {
@@ -107,7 +217,8 @@ def test_dependency_cycle_is_named() -> None:
             }
         }
     )
-    assert "dependency cycle a -> b -> c -> a" in err.problem
+    assert err.field == "services.c.depends_on"
+    assert err.problem == "dependency cycle a -> b -> c -> a; remove one of these depends_on entries"
 
 
 def test_self_dependency_is_a_cycle() -> None:

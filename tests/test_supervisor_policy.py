@@ -81,7 +81,9 @@ def test_starts_outside_the_window_do_not_count() -> None:
 
 
 def test_stable_run_resets_the_failure_count() -> None:
-    tracker = RestartTracker(_spec(restart_delay_s=0.5, start_limit=StartLimit(100, 1000)), stable_run_s=10.0)
+    tracker = RestartTracker(
+        _spec(restart_delay_s=0.5, start_limit=StartLimit(starts=100, within_s=1000)), stable_run_s=10.0
+    )
     decisions = _crash_loop(tracker, run_s=0.1, times=3)
     assert decisions[-1].attempt == 3
     # Next run lasts 12 s (>= stable_run_s): backoff starts again from attempt 1.
@@ -138,7 +140,13 @@ def test_signal_names(name: str) -> None:
     assert parse_signal(name) == signal.SIGKILL
 
 
-@pytest.mark.parametrize("name", ["SIGNOPE", "99", "", "-1"])
+@pytest.mark.parametrize("name", ["SIGNOPE", "99", "-1"])
 def test_bad_signal_names(name: str) -> None:
     with pytest.raises(ValueError, match="unknown signal"):
+        parse_signal(name)
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_unset_signal_is_an_error_not_sigterm(name: str) -> None:
+    with pytest.raises(ValueError, match="signal is not set"):
         parse_signal(name)

@@ -1,8 +1,18 @@
-"""lab.yaml parsed and validated into dataclasses (the schema is the header comment of lab.yaml).
+"""lab.yaml parsed and validated with pydantic, one model per section of the file.
+
+    LabFile           the file itself: linger_s, services, jobs
+    ├── ServiceSpec   services.<name>     (start_limit: StartLimit)
+    └── JobSpec       jobs.<name>
+    LabConfig         a LabFile plus where it came from, and the start order (graphlib)
 
 Every problem raises :class:`runtime.errors.ConfigError` naming the file, the dotted field and
 what is allowed, e.g. ``lab.yaml: services.calculator.restart: 'sometimes' is not allowed; use
-one of always, on-failure, never``.
+one of always, on-failure, never``. The "what is allowed" text is each field's ``description``;
+``runtime.supervisor.config_errors`` turns pydantic's errors into these messages.
+
+Adding a setting: give its section model a field with a default and a ``description`` saying what
+a learner may write; a new nested section (``liveness:`` say) is a new ``Section`` subclass used as
+a field type. Nothing else needs to change for its errors to read like the others.
 
 Example:
     >>> cfg = load_config("lab.yaml")          # doctest: +SKIP
@@ -13,65 +23,225 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from runtime.errors import ConfigError
-from runtime.liveness import LivenessSettings
+from runtime.liveness import DEFAULT_FAILURES, DEFAULT_PERIOD_S, DEFAULT_RESTART_AFTER_S, DEFAULT_TIMEOUT_S
+from runtime.supervisor.config_errors import KEY_FIELDS, config_error, problem, quote
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 DEPEND_CONDITIONS = ("started", "ready", "healthy")
 DEFAULT_LINGER_S = 30.0
-TOP_KEYS = ("linger_s", "services", "jobs")
-JOB_KEYS = ("command", "env", "language", "requires")
+EXAMPLE_SERVICE = "services: {calculator: {command: [python, -m, calculator.server]}}"
+# Names become instance ids, environment values, file names and URL parts: keep them plain.
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+NAME_MAX = 63
+NAME_RULE = f"use letters, digits, - and _, starting with a letter, at most {NAME_MAX} characters"
 
 
-@dataclass(frozen=True)
-class StartLimit:
+def check_name(name: str, kind: str) -> str:
+    """``name`` if it is a valid service or job name (``kind``), else a ConfigError-ready problem.
+
+    >>> check_name("calculator-ts", "service")
+    'calculator-ts'
+    """
+    if len(name) > NAME_MAX or not NAME_PATTERN.fullmatch(name):
+        raise problem(f"{quote(name)} is not a valid {kind} name; {NAME_RULE}")
+    return name
+
+
+def _argv(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise problem(f"{quote(value)} is not allowed; use a list of strings, e.g. [python, -m, mypkg]")
+    if not value or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
+        raise problem(f"{quote(value)} is not allowed; use a non-empty list of strings")
+    return tuple(str(a) for a in value)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise problem(f"{quote(value)} is not allowed; use a string or number")
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _condition(value: str) -> str:
+    if value not in DEPEND_CONDITIONS:
+        raise problem(f"condition {quote(value)} is not allowed; use one of {', '.join(DEPEND_CONDITIONS)}")
+    return value
+
+
+# Field types shared by the sections. Strict: YAML `true` is not the integer 1, "2" is not 2.
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+StrictStr = Annotated[str, Strict()]
+Number = Annotated[float, Strict()]  # strict float still takes an int (2 -> 2.0), never a bool
+ServiceName = Annotated[StrictStr, AfterValidator(lambda n: check_name(n, "service"))]
+JobName = Annotated[StrictStr, AfterValidator(lambda n: check_name(n, "job"))]
+Command = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_argv),
+    Field(description="a list of strings, e.g. [python, -m, mypkg]"),
+]
+Env = Annotated[
+    dict[StrictStr, Annotated[str, BeforeValidator(_env_value)]],
+    Field(description="a mapping {NAME: value}"),
+]
+Language = Annotated[StrictStr, Field(description="a string such as python, typescript, rust, cpp")]
+Requires = Annotated[tuple[StrictStr, ...], Field(description="a list of commands or paths")]
+
+
+class Section(BaseModel):
+    """One mapping of lab.yaml: unknown keys are errors, parsed values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartLimit(Section):
     """At most ``starts`` starts within ``within_s`` seconds, else FATAL."""
 
-    starts: int = 5
-    within_s: float = 30.0
+    starts: StrictInt = Field(default=5, ge=1, description="an integer >= 1")
+    within_s: Number = Field(default=30.0, gt=0, description="a number of seconds > 0")
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One long-running service of the lab (``services.<name>``)."""
+class Liveness(Section):
+    """``services.<name>.liveness``: how every instance is probed (see runtime.liveness)."""
 
-    name: str
-    command: tuple[str, ...]
-    instances: int = 1
-    max_instances: int = 8
-    restart: str = "always"
-    restart_delay_s: float = 0.5
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 10.0
-    start_limit: StartLimit = field(default_factory=StartLimit)
-    ready_timeout_s: float = 15.0
-    health_check: bool = True
-    stop_grace_s: float = 3.0
-    sticky_port: bool = False
-    depends_on: dict[str, str] = field(default_factory=dict)
-    language: str = "python"
-    env: dict[str, str] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
-    liveness: LivenessSettings = field(default_factory=LivenessSettings)
+    period_s: Number = Field(default=DEFAULT_PERIOD_S, gt=0, description="a number of seconds > 0")
+    timeout_s: Number = Field(
+        default=DEFAULT_TIMEOUT_S, gt=0, description="a number of seconds > 0, at most period_s"
+    )
+    failures: StrictInt = Field(default=DEFAULT_FAILURES, ge=1, description="an integer >= 1")
+    restart_after_s: Number = Field(
+        default=DEFAULT_RESTART_AFTER_S, ge=0, description="a number of seconds >= 0 (0: never restart)"
+    )
+
+    @model_validator(mode="after")
+    def _timeout_within_period(self) -> Liveness:
+        if self.timeout_s > self.period_s:
+            raise problem(
+                f"{self.timeout_s:g} is above period_s ({self.period_s:g}); a probe must end before the next",
+                "timeout_s",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """A one-shot command run on request (``jobs.<name>``)."""
+class ServiceSpec(Section):
+    """One long-running service of the lab (``services.<name>``; the name is its key)."""
 
-    name: str
-    command: tuple[str, ...]
-    language: str = "python"
-    env: dict[str, str] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
+    name: ServiceName
+    command: Command
+    instances: StrictInt = Field(default=1, ge=0, description="an integer >= 0")
+    max_instances: StrictInt = Field(default=8, ge=1, description="an integer >= 1")
+    restart: Literal["always", "on-failure", "never"] = Field(
+        default="always", description="one of " + ", ".join(RESTART_CHOICES)
+    )
+    restart_delay_s: Number = Field(default=0.5, ge=0, description="a number of seconds >= 0")
+    backoff_factor: Number = Field(default=2.0, ge=1, description="a number >= 1")
+    backoff_max_s: Number = Field(default=10.0, ge=0, description="a number of seconds >= 0")
+    start_limit: StartLimit = Field(default=StartLimit(), description="a mapping {starts: N, within_s: S}")
+    ready_timeout_s: Number = Field(default=15.0, gt=0, description="a number of seconds > 0")
+    health_check: StrictBool = Field(default=True, description="true or false")
+    stop_grace_s: Number = Field(default=3.0, ge=0, description="a number of seconds >= 0")
+    sticky_port: StrictBool = Field(default=False, description="true or false")
+    depends_on: dict[StrictStr, Annotated[StrictStr, AfterValidator(_condition)]] = Field(
+        default_factory=dict, description="a mapping {service: started|ready|healthy}"
+    )
+    language: Language = "python"
+    env: Env = Field(default_factory=dict)
+    requires: Requires = ()
+    liveness: Liveness = Field(
+        default=Liveness(),
+        description="a mapping {period_s: S, timeout_s: S, failures: N, restart_after_s: S}",
+    )
+
+    @model_validator(mode="after")
+    def _instances_fit(self) -> ServiceSpec:
+        if self.instances > self.max_instances:
+            raise problem(
+                f"{self.instances} is above max_instances ({self.max_instances}); raise max_instances",
+                "instances",
+            )
+        return self
+
+
+class JobSpec(Section):
+    """A one-shot command run on request (``jobs.<name>``; the name is its key)."""
+
+    name: JobName
+    command: Command
+    language: Language = "python"
+    env: Env = Field(default_factory=dict)
+    requires: Requires = ()
+
+
+class LabFile(Section):
+    """The top level of lab.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    linger_s: Number = Field(default=DEFAULT_LINGER_S, ge=0, description="a number of seconds >= 0")
+    services: dict[ServiceName, ServiceSpec] = Field(
+        default_factory=dict, description="a mapping {name: {command: [...], ...}}"
+    )
+    jobs: dict[JobName, JobSpec] = Field(
+        default_factory=dict, description="a mapping {name: {command: [...], ...}}"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, data: Any) -> Any:
+        # A service's name is its key; the body may not set another one.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section, model in (("services", ServiceSpec), ("jobs", JobSpec)):
+            bodies = data.get(section)
+            if bodies is None:  # `jobs:` with nothing under it
+                data.pop(section, None)
+            elif isinstance(bodies, dict):
+                data[section] = {key: _named(section, model, key, body) for key, body in bodies.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _dependencies_known_and_acyclic(self) -> LabFile:
+        if not self.services:
+            raise problem(f"no services listed; a lab runs at least one, e.g. {EXAMPLE_SERVICE}", "services")
+        for name, spec in self.services.items():
+            for dep in spec.depends_on:
+                if dep not in self.services:
+                    known = ", ".join(self.services)
+                    raise problem(
+                        f"unknown service {quote(dep)}; known services: {known}",
+                        ("services", name, "depends_on", dep),
+                    )
+        try:
+            TopologicalSorter(_graph(self.services)).prepare()
+        except CycleError as exc:
+            ring = _ring(exc.args[1], list(self.services))
+            raise problem(
+                f"dependency cycle {' -> '.join([*ring, ring[0]])}; remove one of these depends_on entries",
+                ("services", ring[-1], "depends_on"),
+            ) from None
+        return self
 
 
 @dataclass(frozen=True)
@@ -84,63 +254,31 @@ class LabConfig:
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     jobs: dict[str, JobSpec] = field(default_factory=dict)
 
-    def start_order(self) -> list[str]:
-        """Service names with every dependency before its dependents (file order otherwise)."""
-        order: list[str] = []
-        seen: set[str] = set()
-
-        def visit(name: str) -> None:
-            if name in seen:
-                return
-            seen.add(name)
-            for dep in self.services[name].depends_on:
-                visit(dep)
-            order.append(name)
-
-        for name in self.services:
-            visit(name)
-        return order
-
     def start_levels(self) -> list[list[str]]:
-        """Services grouped by dependency depth: level 0 depends on nothing, level n on < n."""
-        depth: dict[str, int] = {}
-        for name in self.start_order():
-            deps = self.services[name].depends_on
-            depth[name] = 1 + max((depth[d] for d in deps), default=-1)
-        levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-        for name in self.start_order():
-            levels[depth[name]].append(name)
+        """Services grouped by dependency depth: level 0 depends on nothing, level n on < n.
+
+        Within a level, file order. Built with graphlib: each batch of ready nodes is a level.
+        """
+        position = {name: i for i, name in enumerate(self.services)}
+        sorter = TopologicalSorter(_graph(self.services))
+        sorter.prepare()  # parse_config already refused cycles
+        levels: list[list[str]] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            levels.append(ready)
+            sorter.done(*ready)
         return levels
 
-
-# Field name -> (python types accepted, description for the message). bool is checked apart,
-# because YAML `true` is an int to isinstance().
-_SERVICE_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "command": ((list,), "a list of strings, e.g. [python, -m, mypkg]"),
-    "instances": ((int,), "an integer >= 0"),
-    "max_instances": ((int,), "an integer >= 1"),
-    "restart": ((str,), "one of " + ", ".join(RESTART_CHOICES)),
-    "restart_delay_s": ((int, float), "a number of seconds >= 0"),
-    "backoff_factor": ((int, float), "a number >= 1"),
-    "backoff_max_s": ((int, float), "a number of seconds >= 0"),
-    "start_limit": ((dict,), "a mapping {starts: N, within_s: S}"),
-    "ready_timeout_s": ((int, float), "a number of seconds > 0"),
-    "health_check": ((bool,), "true or false"),
-    "stop_grace_s": ((int, float), "a number of seconds >= 0"),
-    "sticky_port": ((bool,), "true or false"),
-    "depends_on": ((dict,), "a mapping {service: started|ready|healthy}"),
-    "language": ((str,), "a string such as python, typescript, rust, cpp"),
-    "env": ((dict,), "a mapping {NAME: value}"),
-    "requires": ((list,), "a list of commands or paths"),
-    "liveness": ((dict,), "a mapping {period_s: S, timeout_s: S, failures: N, restart_after_s: S}"),
-}
+    def start_order(self) -> list[str]:
+        """Service names with every dependency before its dependents (level by level)."""
+        return [name for level in self.start_levels() for name in level]
 
 
 def load_config(path: str | os.PathLike[str]) -> LabConfig:
     """Read and validate a lab.yaml file.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or breaks the schema.
+        ConfigError: the file is missing, empty, not YAML, or breaks the schema.
     """
     p = Path(path).resolve()
     try:
@@ -157,38 +295,25 @@ def load_config(path: str | os.PathLike[str]) -> LabConfig:
 
 
 def parse_config(data: Any, path: str) -> LabConfig:
-    """Validate already-parsed YAML ``data`` from file ``path``."""
+    """Validate already-parsed YAML ``data`` from file ``path``.
+
+    Raises:
+        ConfigError: the first problem found, naming ``path``, the field and what is allowed.
+    """
     if data is None:
-        data = {}
+        raise ConfigError(path, "", f"the file is empty; list the lab's services, e.g. {EXAMPLE_SERVICE}")
     if not isinstance(data, dict):
         raise ConfigError(path, "", "the top level must be a mapping with services:, jobs:, linger_s:")
-    _no_unknown(path, "", data, TOP_KEYS)
-    linger = data.get("linger_s", DEFAULT_LINGER_S)
-    if not _is_number(linger) or linger < 0:
-        raise ConfigError(path, "linger_s", f"{linger!r} is not allowed; use a number of seconds >= 0")
-    services_raw = _mapping(path, "services", data.get("services") or {})
-    jobs_raw = _mapping(path, "jobs", data.get("jobs") or {})
-    services = {str(n): _service(path, str(n), body) for n, body in services_raw.items()}
-    jobs = {str(n): _job(path, str(n), body) for n, body in jobs_raw.items()}
-    for name, spec in services.items():
-        for dep, cond in spec.depends_on.items():
-            where = f"services.{name}.depends_on.{dep}"
-            if dep not in services:
-                known = ", ".join(services) or "(none)"
-                raise ConfigError(path, where, f"unknown service {dep!r}; known services: {known}")
-            if cond not in DEPEND_CONDITIONS:
-                raise ConfigError(
-                    path,
-                    where,
-                    f"condition {cond!r} is not allowed; use one of {', '.join(DEPEND_CONDITIONS)}",
-                )
-    _check_cycles(path, services)
+    try:
+        lab = LabFile.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(path, exc, LabFile) from None
     return LabConfig(
         path=path,
         project_root=str(Path(path).parent),
-        linger_s=float(linger),
-        services=services,
-        jobs=jobs,
+        linger_s=lab.linger_s,
+        services=dict(lab.services),
+        jobs=dict(lab.jobs),
     )
 
 
@@ -215,175 +340,26 @@ def missing_requirement(requires: tuple[str, ...], project_root: str) -> str:
     return ""
 
 
-def _service(path: str, name: str, body: Any) -> ServiceSpec:
-    where = f"services.{name}"
-    body = _mapping(path, where, body)
-    _no_unknown(path, where, body, tuple(_SERVICE_FIELDS))
-    for key, value in body.items():
-        _check_type(path, f"{where}.{key}", value, *_SERVICE_FIELDS[key])
-    if "command" not in body:
-        raise ConfigError(path, f"{where}.command", "missing; give the argv list, e.g. [python, -m, mypkg]")
-    kw: dict[str, Any] = {
-        k: v for k, v in body.items() if k not in ("command", "start_limit", "env", "requires", "liveness")
-    }
-    kw["command"] = _argv(path, f"{where}.command", body["command"])
-    kw["env"] = _env(path, f"{where}.env", body.get("env") or {})
-    kw["requires"] = _strings(path, f"{where}.requires", body.get("requires") or [])
-    kw["depends_on"] = {str(k): str(v) for k, v in (body.get("depends_on") or {}).items()}
-    if "start_limit" in body:
-        kw["start_limit"] = _start_limit(path, f"{where}.start_limit", body["start_limit"])
-    if "liveness" in body:
-        kw["liveness"] = _liveness(path, f"{where}.liveness", body["liveness"])
-    spec = ServiceSpec(name=name, **kw)
-    if spec.restart not in RESTART_CHOICES:
-        raise ConfigError(
-            path,
-            f"{where}.restart",
-            f"{spec.restart!r} is not allowed; use one of {', '.join(RESTART_CHOICES)}",
-        )
-    _at_least(path, f"{where}.max_instances", spec.max_instances, 1)
-    _at_least(path, f"{where}.instances", spec.instances, 0)
-    if spec.instances > spec.max_instances:
-        raise ConfigError(
-            path,
-            f"{where}.instances",
-            f"{spec.instances} is above max_instances ({spec.max_instances}); raise max_instances",
-        )
-    for key in ("restart_delay_s", "backoff_max_s", "stop_grace_s"):
-        _at_least(path, f"{where}.{key}", getattr(spec, key), 0)
-    _at_least(path, f"{where}.backoff_factor", spec.backoff_factor, 1)
-    if spec.ready_timeout_s <= 0:
-        raise ConfigError(
-            path, f"{where}.ready_timeout_s", f"{spec.ready_timeout_s} is not allowed; use a number > 0"
-        )
-    return spec
+def _named(section: str, model: type[Section], key: Any, body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body  # pydantic reports "must be a mapping" at services.<key>
+    for reserved in KEY_FIELDS:
+        if reserved in body:
+            allowed = ", ".join(sorted(set(model.model_fields) - KEY_FIELDS))
+            raise problem(f"unknown key; allowed keys: {allowed}", (section, key, reserved))
+    return {**body, "name": key}
 
 
-def _job(path: str, name: str, body: Any) -> JobSpec:
-    where = f"jobs.{name}"
-    body = _mapping(path, where, body)
-    _no_unknown(path, where, body, JOB_KEYS)
-    for key, value in body.items():
-        _check_type(path, f"{where}.{key}", value, *_SERVICE_FIELDS[key])
-    if "command" not in body:
-        raise ConfigError(path, f"{where}.command", "missing; give the argv list, e.g. [python, -m, mypkg]")
-    return JobSpec(
-        name=name,
-        command=_argv(path, f"{where}.command", body["command"]),
-        language=body.get("language", "python"),
-        env=_env(path, f"{where}.env", body.get("env") or {}),
-        requires=_strings(path, f"{where}.requires", body.get("requires") or []),
-    )
+def _graph(services: Mapping[str, ServiceSpec]) -> dict[str, tuple[str, ...]]:
+    # graphlib's predecessors are what must come first: a service's dependencies.
+    return {name: tuple(spec.depends_on) for name, spec in services.items()}
 
 
-def _start_limit(path: str, where: str, body: dict[str, Any]) -> StartLimit:
-    _no_unknown(path, where, body, ("starts", "within_s"))
-    starts = body.get("starts", StartLimit.starts)
-    within = body.get("within_s", StartLimit.within_s)
-    if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
-        raise ConfigError(path, f"{where}.starts", f"{starts!r} is not allowed; use an integer >= 1")
-    if not _is_number(within) or within <= 0:
-        raise ConfigError(
-            path, f"{where}.within_s", f"{within!r} is not allowed; use a number of seconds > 0"
-        )
-    return StartLimit(starts=starts, within_s=float(within))
+def _ring(cycle: list[str], file_order: list[str]) -> list[str]:
+    """graphlib's cycle (each node a dependency of the next, first == last) as 'a depends on b'.
 
-
-def _liveness(path: str, where: str, body: dict[str, Any]) -> LivenessSettings:
-    _no_unknown(path, where, body, ("period_s", "timeout_s", "failures", "restart_after_s"))
-    d = LivenessSettings()
-    failures = body.get("failures", d.failures)
-    if not isinstance(failures, int) or isinstance(failures, bool) or failures < 1:
-        raise ConfigError(path, f"{where}.failures", f"{failures!r} is not allowed; use an integer >= 1")
-    nums = {k: body.get(k, getattr(d, k)) for k in ("period_s", "timeout_s", "restart_after_s")}
-    for key, value in nums.items():
-        low = 0.0 if key == "restart_after_s" else 1e-3
-        if not _is_number(value) or value < low:
-            what = ">= 0 (0: never restart)" if key == "restart_after_s" else "> 0"
-            raise ConfigError(
-                path, f"{where}.{key}", f"{value!r} is not allowed; use a number of seconds {what}"
-            )
-    if nums["timeout_s"] > nums["period_s"]:
-        raise ConfigError(
-            path,
-            f"{where}.timeout_s",
-            f"{nums['timeout_s']} is above period_s ({nums['period_s']}); a probe must end before the next one",
-        )
-    return LivenessSettings(
-        period_s=float(nums["period_s"]),
-        timeout_s=float(nums["timeout_s"]),
-        failures=failures,
-        restart_after_s=float(nums["restart_after_s"]),
-    )
-
-
-def _check_cycles(path: str, services: dict[str, ServiceSpec]) -> None:
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(name: str, trail: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = trail[trail.index(name) :] + [name]
-            raise ConfigError(
-                path,
-                f"services.{trail[-1]}.depends_on",
-                f"dependency cycle {' -> '.join(cycle)}; remove one of these depends_on entries",
-            )
-        state[name] = 1
-        for dep in services[name].depends_on:
-            visit(dep, trail + [name])
-        state[name] = 2
-
-    for name in services:
-        visit(name, [])
-
-
-def _no_unknown(path: str, where: str, body: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    for key in body:
-        if key not in allowed:
-            field_name = f"{where}.{key}" if where else str(key)
-            raise ConfigError(path, field_name, f"unknown key; allowed keys: {', '.join(sorted(allowed))}")
-
-
-def _mapping(path: str, where: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(path, where, f"must be a mapping, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _check_type(path: str, where: str, value: Any, types: tuple[type, ...], what: str) -> None:
-    is_bool = isinstance(value, bool)
-    ok = isinstance(value, types) and (bool in types or not is_bool)
-    if not ok:
-        raise ConfigError(path, where, f"{value!r} is not allowed; use {what}")
-
-
-def _argv(path: str, where: str, value: list[Any]) -> tuple[str, ...]:
-    if not value or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
-        raise ConfigError(path, where, f"{value!r} is not allowed; use a non-empty list of strings")
-    return tuple(str(a) for a in value)
-
-
-def _strings(path: str, where: str, value: list[Any]) -> tuple[str, ...]:
-    if not all(isinstance(a, str) for a in value):
-        raise ConfigError(path, where, f"{value!r} is not allowed; use a list of strings")
-    return tuple(value)
-
-
-def _env(path: str, where: str, value: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, val in value.items():
-        if not isinstance(key, str) or isinstance(val, (dict, list)) or val is None:
-            raise ConfigError(path, f"{where}.{key}", f"{val!r} is not allowed; use a string or number")
-        out[key] = str(val).lower() if isinstance(val, bool) else str(val)
-    return out
-
-
-def _at_least(path: str, where: str, value: float, low: float) -> None:
-    if value < low:
-        raise ConfigError(path, where, f"{value} is not allowed; use a number >= {low}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    Turned around, and rotated to start at the service that comes first in the file.
+    """
+    ring = list(reversed(cycle))[:-1]
+    first = min(range(len(ring)), key=lambda i: file_order.index(ring[i]))
+    return ring[first:] + ring[:first]
