@@ -8,7 +8,7 @@ language    tools                            builds
 ==========  ===============================  ==============================================
 python      the running interpreter          nothing (``python -m calculator.client``)
 typescript  node, npm                        ``npm ci`` + ``tsc`` -> calculator/node/dist/
-rust        cargo (+ protoc for prost)       ``cargo build --release`` -> target/release/
+rust        cargo (protoc comes in a crate)  ``cargo build --release`` -> target/release/
 cpp         cmake, c++, pkg-config, protoc,  ``cmake`` + build -> calculator/cpp/build/
             grpc_cpp_plugin, grpc++ (.pc)
 ==========  ===============================  ==============================================
@@ -17,6 +17,11 @@ A build runs only when one of its inputs (sources, manifests, the .proto files) 
 its output, so a warm ``make polyglot`` costs a few stat calls. A missing toolchain is not an
 error: the build says what to install and the lab skips that client (lab.yaml ``requires:``).
 Set ``LAB_REQUIRE_POLYGLOT=1`` (CI) to turn a missing toolchain into a failure.
+
+Only C++ needs system packages (gRPC C++ has no package-registry build). Rust's protoc comes in
+the ``protoc-bin-vendored`` crate (calculator/rust/build.rs); TypeScript loads the .proto files at
+run time (@grpc/proto-loader from npm); Python's stubs are committed, and ``make gen`` regenerates
+them with protoc from ``grpcio-tools`` (PyPI).
 """
 
 from __future__ import annotations
@@ -163,12 +168,6 @@ def _cpp_libraries() -> str:
     return "" if ok else "grpc++/protobuf development files (pkg-config grpc++ protobuf)"
 
 
-def _protoc_for_prost() -> str:
-    if os.environ.get("PROTOC") or shutil.which("protoc"):
-        return ""
-    return "protoc (prost generates Rust code with it)"
-
-
 TOOLCHAINS: tuple[Toolchain, ...] = (
     Toolchain(
         language="python",
@@ -196,9 +195,8 @@ TOOLCHAINS: tuple[Toolchain, ...] = (
         artifacts=(RUST_DIR / "target" / "release" / "calculator-client",),
         inputs=_rust_inputs,
         steps=_rust_steps,
-        install="Rust with cargo (https://rustup.rs, or apt-get install cargo) and protoc "
-        "(apt-get install protobuf-compiler)",
-        extra_check=_protoc_for_prost,
+        # No protoc here: build.rs takes it from the protoc-bin-vendored crate.
+        install="Rust with cargo (https://rustup.rs, or apt-get install cargo)",
     ),
     Toolchain(
         language="cpp",
@@ -260,14 +258,6 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    protoc = shutil.which("protoc")
-    if protoc and not env.get("PROTOC"):
-        env["PROTOC"] = protoc  # prost-build: use the system protoc, never download one
-    return env
-
-
 def build_one(tc: Toolchain, *, force: bool = False, out: Any = sys.stdout) -> str:
     """Build one language if needed; returns "built", "up to date", "missing" or "failed"."""
     missing = tc.missing()
@@ -283,7 +273,7 @@ def build_one(tc: Toolchain, *, force: bool = False, out: Any = sys.stdout) -> s
     started = time.monotonic()
     for argv, cwd in tc.steps():
         print(f"{tc.language:<10} $ {' '.join(argv)}", file=out, flush=True)
-        done = subprocess.run(argv, cwd=cwd, env=_env(), check=False)
+        done = subprocess.run(argv, cwd=cwd, check=False)
         if done.returncode != 0:
             print(f"{tc.language:<10} FAILED: {' '.join(argv)} exited with {done.returncode}", file=out)
             return "failed"

@@ -18,6 +18,7 @@ from runtime.lab.polyglot import json_lines, number_arg, parse_client_output
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "calculator" / "node"
 TSC_TIMEOUT_S = 90
+RUST_COLD_BUILD_TIMEOUT_S = 600  # a cold build of tonic + tokio takes ~45 s on 2 idle cores
 
 
 def _need_node_modules() -> None:
@@ -107,6 +108,67 @@ def test_build_skips_up_to_date_builds() -> None:
 def test_unknown_language_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown language"):
         toolchains.build(["cobol"])
+
+
+def test_only_cpp_needs_system_protoc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rust takes protoc from a crate, so a machine without Debian's protoc still builds it."""
+    real_which = shutil.which
+    monkeypatch.setattr(
+        toolchains.shutil, "which", lambda name: None if name.startswith("protoc") else real_which(name)
+    )
+    monkeypatch.delenv("PROTOC", raising=False)
+    rust = toolchains.BY_LANGUAGE["rust"]
+    assert "protoc" not in rust.needs and not any("protoc" in m for m in rust.missing())
+    assert "protobuf" not in rust.install
+    assert "protoc" in toolchains.BY_LANGUAGE["cpp"].missing()
+
+
+def _path_without_protoc(shims: Path) -> str:
+    """$PATH with every directory that holds a protoc replaced by a copy (symlinks) without it."""
+    dirs: list[str] = []
+    for i, entry in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        d = Path(entry)
+        if not d.is_dir() or not any(d.glob("protoc*")):
+            dirs.append(entry)
+            continue
+        shim = shims / str(i)
+        shim.mkdir(parents=True)
+        for tool in d.iterdir():
+            if not tool.name.startswith("protoc"):
+                (shim / tool.name).symlink_to(tool)
+        dirs.append(str(shim))
+    return os.pathsep.join(dirs)
+
+
+@pytest.mark.polyglot
+@pytest.mark.timeout(RUST_COLD_BUILD_TIMEOUT_S + 30)
+def test_rust_client_builds_without_system_protoc(tmp_path: Path) -> None:
+    """A cold `cargo build --release --locked` with no protoc on PATH and no $PROTOC succeeds.
+
+    CI installs Debian's protoc for C++, so only a build that hides it proves a fresh machine
+    needs no system package for Rust. Own target dir: the lab's binary is left alone.
+    """
+    if shutil.which("cargo") is None:
+        reason = "cargo missing; install Rust (https://rustup.rs)"
+        if os.environ.get("CI") or os.environ.get("LAB_REQUIRE_POLYGLOT") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    cargo = shutil.which("cargo")
+    env = {k: v for k, v in os.environ.items() if k != "PROTOC"}
+    env["PATH"] = _path_without_protoc(tmp_path / "shims")
+    env["CARGO_TARGET_DIR"] = str(tmp_path / "target")
+    assert shutil.which("protoc", path=env["PATH"]) is None
+    done = subprocess.run(
+        [str(cargo), "build", "--release", "--locked", "--quiet"],
+        cwd=ROOT / "calculator" / "rust",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUST_COLD_BUILD_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "target" / "release" / "calculator-client").is_file()
 
 
 # -- the client output contract, parsed ----------------------------------------------------------
