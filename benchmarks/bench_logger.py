@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtime.client.logship import CARRIER_SIZE, LogShipper  # noqa: E402
-from runtime.identity import parse_ready_line  # noqa: E402
+from runtime.identity import LOGS_DB_FILE, parse_ready_line  # noqa: E402
 from runtime.lab import logs as lab_logs  # noqa: E402
-from runtime.services.logger.db import DB_FILENAME, LogDB  # noqa: E402
+from runtime.services.logger.db import LogDB  # noqa: E402
 from runtime.services.logger.filter import Selector  # noqa: E402
 from runtime.services.logger.store import LogStore  # noqa: E402
 from runtime.v1 import logger_pb2 as pb  # noqa: E402
@@ -140,7 +140,7 @@ def bench_ingest(tmp: str) -> bool:
         shipper.close()
     finally:
         logger.stop()
-    with sqlite3.connect(os.path.join(lab, DB_FILENAME)) as db:
+    with sqlite3.connect(os.path.join(lab, LOGS_DB_FILE)) as db:
         rows = db.execute("SELECT count(*) FROM logs").fetchone()[0]
     lost = 2 * INGEST_ENTRIES - rows
     ok = rate >= INGEST_TARGET and ack.accepted == INGEST_ENTRIES and lost == 0 and flushed

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from runtime.services.logger.db import DB_FILENAME
+from runtime.identity import LOGS_DB_FILE
 from runtime.services.logger.filter import Selector
 from runtime.services.logger.store import MAX_MESSAGE_BYTES, LogStore, truncate_message
 from runtime.v1 import logger_pb2 as pb
@@ -31,7 +31,7 @@ def test_append_numbers_entries_and_commits_them(tmp_path):
     assert [e.sequence for e in stored] == [1, 2, 3, 4, 5] and cut == 0
     store.close()
     # A second connection (as after a restart) sees the committed rows.
-    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+    with sqlite3.connect(tmp_path / LOGS_DB_FILE) as db:
         assert db.execute("SELECT count(*) FROM logs").fetchone()[0] == 5
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

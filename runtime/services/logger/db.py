@@ -8,7 +8,6 @@ of both the table and its external-content FTS5 index.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ from collections.abc import Iterator
 from runtime.services.logger.filter import Selector, sort_key
 from runtime.v1 import logger_pb2
 
-DB_FILENAME = "logs.sqlite"
-# Retention: keep at most this many entries on disk (oldest go first); env LAB_LOG_RETENTION.
+# Retention: keep at most this many entries on disk (oldest go first); LoggerSettings.retention.
 RETENTION_ENTRIES = 200_000  # ~45 MB of SQLite with its FTS index
 # Prune only once this many entries above the bound have piled up, so deletes come in chunks.
 RETENTION_SLACK = 10_000
@@ -78,7 +76,7 @@ class LogDB:
 
     def __init__(self, path: str, retention: int | None = None) -> None:
         self.path = path
-        self.retention = retention or int(os.environ.get("LAB_LOG_RETENTION") or RETENTION_ENTRIES)
+        self.retention = retention or RETENTION_ENTRIES
         self._w = connect(path)
         self._w.executescript(_SCHEMA)
         self._w.execute("PRAGMA wal_autocheckpoint=0")

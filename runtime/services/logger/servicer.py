@@ -6,14 +6,12 @@ StreamLogs stores batches (acknowledged only after the SQLite commit), QueryLogs
 ring or SQLite/FTS5, SubscribeLogs is a live tail with a bounded queue per caller. The store lives
 in ``$LAB_DIR/logs.sqlite``; without LAB_DIR the logger keeps only its ring (tests, demos).
 
-Settings (environment): LAB_LOG_RING (ring size, default 10,000), LAB_LOG_RETENTION (entries kept
-on disk, default 200,000).
+Settings (environment, read once at start): see runtime/services/logger/settings.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,15 +19,14 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.client.jsonlog import LEVEL_NAMES
-from runtime.identity import lab_dir_from_env
+from runtime.identity import LOGGER_GRPC_SERVICE, lab_dir_from_env
 from runtime.services.logger.filter import Selector
-from runtime.services.logger.ring import RING_SIZE
+from runtime.services.logger.settings import LoggerSettings
 from runtime.services.logger.store import LogStore
 from runtime.services.logger.subscribers import Subscribers
 from runtime.v1 import logger_pb2, logger_pb2_grpc
 
 SERVICE_NAME = "logger"
-GRPC_SERVICE = "runtime.v1.LoggerService"
 # StreamLogs commits in batches of this many entries, with at most this many batches in flight.
 INGEST_BATCH = 2000
 INGEST_IN_FLIGHT = 4
@@ -157,17 +154,17 @@ def entry_problem(entry: logger_pb2.LogEntry) -> str:
     return ""
 
 
-def make_store() -> LogStore:
+def make_store(settings: LoggerSettings | None = None) -> LogStore:
     """The store for this process: ``$LAB_DIR/logs.sqlite`` plus the ring (sizes from the env)."""
-    ring = int(os.environ.get("LAB_LOG_RING") or RING_SIZE)
-    return LogStore(lab_dir_from_env(), ring_size=ring)
+    settings = settings or LoggerSettings.from_env()
+    return LogStore(lab_dir_from_env(), ring_size=settings.ring_size, retention=settings.retention)
 
 
 async def main() -> None:
     """Serve the logger through the agent until SIGTERM; pending writes finish before exit."""
     service = LoggerService(make_store())
     try:
-        agent = Agent([GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([LOGGER_GRPC_SERVICE], default_service=SERVICE_NAME)
         logger_pb2_grpc.add_LoggerServiceServicer_to_server(service, agent.server)
         await agent.run()
     finally:

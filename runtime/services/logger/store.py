@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import IO
 
 from runtime.client.jsonlog import entry_to_line
-from runtime.services.logger.db import DB_FILENAME, LogDB
+from runtime.identity import LOGS_DB_FILE
+from runtime.services.logger.db import LogDB
 from runtime.services.logger.filter import Selector
 from runtime.services.logger.ring import RING_SIZE, LogRing
 from runtime.v1 import logger_pb2
@@ -45,7 +46,7 @@ class LogStore:
         self, lab_dir: str | None, *, ring_size: int = RING_SIZE, retention: int | None = None
     ) -> None:
         self.ring = LogRing(ring_size)
-        self.db = LogDB(os.path.join(lab_dir, DB_FILENAME), retention) if lab_dir else None
+        self.db = LogDB(os.path.join(lab_dir, LOGS_DB_FILE), retention) if lab_dir else None
         self._lock = threading.Lock()
         self.last_seq = 0
         if self.db is not None:
