@@ -8,6 +8,7 @@ from runtime.lab.load import load_config, summary_series
 from runtime.services.load import schedule as load_schedule
 from runtime.services.load.histogram import HIGHEST_US, LoadRecorder
 from runtime.services.load.schedule import LoadPlan, PlanError, Schedule, parse_payload
+from runtime.services.load.settings import DEFAULT_SETTINGS as LIMITS
 from runtime.services.load.targets import application_service, target_from_files
 from runtime.v1 import load_pb2
 
@@ -28,13 +29,13 @@ def test_plan_fills_defaults():
 @pytest.mark.parametrize(
     ("kw", "names"),
     [
-        ({"requests_per_second": 0}, ["requests_per_second=0", f"{load_schedule.MAX_RPS}"]),
-        ({"requests_per_second": 10**6}, ["requests_per_second", f"{load_schedule.MAX_RPS}"]),
-        ({"duration_seconds": 0}, ["duration_seconds", f"{load_schedule.MAX_DURATION_S}"]),
-        ({"duration_seconds": 10**5}, ["duration_seconds", f"{load_schedule.MAX_DURATION_S}"]),
-        ({"concurrent_clients": -1}, ["concurrent_clients", f"{load_schedule.MAX_CONCURRENCY}"]),
-        ({"concurrent_clients": 10**6}, ["concurrent_clients", f"{load_schedule.MAX_CONCURRENCY}"]),
-        ({"timeout_ms": 10**7}, ["timeout_ms", f"{load_schedule.MAX_TIMEOUT_MS}"]),
+        ({"requests_per_second": 0}, ["requests_per_second=0", f"{LIMITS.max_rps}"]),
+        ({"requests_per_second": 10**6}, ["requests_per_second", f"{LIMITS.max_rps}"]),
+        ({"duration_seconds": 0}, ["duration_seconds", f"{LIMITS.max_duration_s}"]),
+        ({"duration_seconds": 10**5}, ["duration_seconds", f"{LIMITS.max_duration_s}"]),
+        ({"concurrent_clients": -1}, ["concurrent_clients", f"{LIMITS.max_concurrency}"]),
+        ({"concurrent_clients": 10**6}, ["concurrent_clients", f"{LIMITS.max_concurrency}"]),
+        ({"timeout_ms": 10**7}, ["timeout_ms", f"{LIMITS.max_timeout_ms}"]),
         ({"target_service": " "}, ["target_service"]),
         ({"payload": b"{nope"}, ["payload is not JSON"]),
         ({"payload": b'{"a": "x"}'}, ["finite numbers"]),

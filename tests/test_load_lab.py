@@ -9,9 +9,10 @@ import grpc
 import pytest
 
 from runtime.errors import ClientError, ServiceNotFound
+from runtime.identity import ENV_LOAD_MAX_ACTIVE_TESTS
 from runtime.lab import Lab
 from runtime.lab.load import ACTIVE_COLUMNS, METRIC_COLUMNS
-from runtime.services.load.schedule import MAX_ACTIVE_TESTS, MAX_RPS
+from runtime.services.load.settings import DEFAULT_SETTINGS as LIMITS
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 LAB_YAML = """
@@ -126,7 +127,7 @@ def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
 def test_bad_input_gets_the_right_status(lab: Lab):
     for kwargs, needle in [
         ({"rps": 0}, "requests_per_second=0"),
-        ({"rps": MAX_RPS + 1}, f"between 1 and {MAX_RPS}"),
+        ({"rps": LIMITS.max_rps + 1}, f"between 1 and {LIMITS.max_rps}"),
         ({"duration_s": 10**6}, "duration_seconds"),
         ({"concurrency": 10**6}, "concurrent_clients"),
         ({"method": "Sqrt"}, "use one of Add, Subtract, Multiply, Divide"),
@@ -142,12 +143,12 @@ def test_bad_input_gets_the_right_status(lab: Lab):
         lab.start_load("broker", method="WatchServices")
     assert err.value.code == "INVALID_ARGUMENT"
 
-    running = [lab.start_load("calculator", rps=1, duration_s=30) for _ in range(MAX_ACTIVE_TESTS)]
+    running = [lab.start_load("calculator", rps=1, duration_s=30) for _ in range(LIMITS.max_active_tests)]
     try:
-        with pytest.raises(ClientError, match=f"LAB_LOAD_MAX_ACTIVE_TESTS={MAX_ACTIVE_TESTS}") as err:
+        with pytest.raises(ClientError, match=f"{ENV_LOAD_MAX_ACTIVE_TESTS}={LIMITS.max_active_tests}") as err:
             lab.start_load("calculator", rps=1, duration_s=30)
         assert err.value.code == "RESOURCE_EXHAUSTED"
-        assert len(lab.load_tests()) == MAX_ACTIVE_TESTS
+        assert len(lab.load_tests()) == LIMITS.max_active_tests
     finally:
         for t in running:
             t.stop()

@@ -9,25 +9,19 @@ Open loop: request ``i`` is due at ``start + i / rps`` whatever happened to the 
 and its latency is measured from that intended time (no coordinated omission).
 
 Every number is bounded; a bad value raises ``PlanError`` with a message naming the limit
-(the service answers INVALID_ARGUMENT with it). The limits can be set from the environment:
-``LAB_LOAD_MAX_RPS``, ``LAB_LOAD_MAX_DURATION_S``, ``LAB_LOAD_MAX_CONCURRENCY``,
-``LAB_LOAD_MAX_ACTIVE_TESTS``, ``LAB_LOAD_MAX_TIMEOUT_MS``.
+(the service answers INVALID_ARGUMENT with it). The limits are the process's ``LoadSettings``
+(runtime/services/load/settings.py), read from the environment once at start.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 
+from runtime.services.load.settings import DEFAULT_SETTINGS, LoadSettings
 from runtime.v1 import load_pb2
 
-MAX_RPS = int(os.environ.get("LAB_LOAD_MAX_RPS", "5000"))
-MAX_DURATION_S = int(os.environ.get("LAB_LOAD_MAX_DURATION_S", "300"))
-MAX_CONCURRENCY = int(os.environ.get("LAB_LOAD_MAX_CONCURRENCY", "1000"))
-MAX_ACTIVE_TESTS = int(os.environ.get("LAB_LOAD_MAX_ACTIVE_TESTS", "4"))
-MAX_TIMEOUT_MS = int(os.environ.get("LAB_LOAD_MAX_TIMEOUT_MS", "30000"))
 MAX_PAYLOAD_BYTES = 4096
 MAX_PREFIX_CHARS = 64
 DEFAULT_CONCURRENCY = 200
@@ -53,16 +47,16 @@ class LoadPlan:
     correlation_prefix: str
 
     @classmethod
-    def from_config(cls, config: load_pb2.LoadConfig) -> LoadPlan:
-        """Validate ``config``. Raises PlanError naming the bad field and its allowed range."""
+    def from_config(cls, config: load_pb2.LoadConfig, limits: LoadSettings = DEFAULT_SETTINGS) -> LoadPlan:
+        """Validate ``config`` within ``limits``. Raises PlanError naming the bad field and its range."""
         if not config.target_service.strip():
             raise PlanError("target_service is empty; name a service, e.g. 'CalculatorService'")
-        _within("requests_per_second", config.requests_per_second, 1, MAX_RPS)
-        _within("duration_seconds", config.duration_seconds, 1, MAX_DURATION_S)
+        _within("requests_per_second", config.requests_per_second, 1, limits.max_rps)
+        _within("duration_seconds", config.duration_seconds, 1, limits.max_duration_s)
         concurrency = config.concurrent_clients or DEFAULT_CONCURRENCY
-        _within("concurrent_clients", concurrency, 1, MAX_CONCURRENCY, zero_means=DEFAULT_CONCURRENCY)
+        _within("concurrent_clients", concurrency, 1, limits.max_concurrency, zero_means=DEFAULT_CONCURRENCY)
         timeout_ms = config.timeout_ms or DEFAULT_TIMEOUT_MS
-        _within("timeout_ms", timeout_ms, 1, MAX_TIMEOUT_MS, zero_means=DEFAULT_TIMEOUT_MS)
+        _within("timeout_ms", timeout_ms, 1, limits.max_timeout_ms, zero_means=DEFAULT_TIMEOUT_MS)
         if len(config.correlation_prefix) > MAX_PREFIX_CHARS:
             raise PlanError(f"correlation_prefix is longer than {MAX_PREFIX_CHARS} characters")
         return cls(

@@ -30,15 +30,16 @@ import grpc
 from runtime.agent import Agent
 from runtime.client.discovery_aio import connect_aio
 from runtime.errors import DiscoveryError
+from runtime.identity import ENV_LOAD_MAX_ACTIVE_TESTS, LOADGEN_GRPC_SERVICE
 from runtime.services.load.runner import LoadRun, is_loopback
-from runtime.services.load.schedule import MAX_ACTIVE_TESTS, LoadPlan, PlanError
+from runtime.services.load.schedule import LoadPlan, PlanError
+from runtime.services.load.settings import LoadSettings
 from runtime.services.load.targets import TargetUnreachable, reflect_target
 from runtime.v1 import broker_pb2, broker_pb2_grpc, common_pb2, load_pb2, load_pb2_grpc
 
 log = logging.getLogger("runtime.services.load")
 
 SERVICE_NAME = "loadgen"
-GRPC_SERVICE = "runtime.v1.LoadGeneratorService"
 TEST_ID_HEADER = "x-test-id"
 KEPT_SUMMARIES = 16
 LOOKUP_TIMEOUT_S = 2.0
@@ -60,8 +61,9 @@ def _header(context: grpc.aio.ServicerContext, key: str) -> str:
 class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
     """StartLoad / StopLoad / GetActiveTests over the tests running in this process."""
 
-    def __init__(self, broker_address: str) -> None:
+    def __init__(self, broker_address: str, settings: LoadSettings | None = None) -> None:
         self.broker_address = broker_address
+        self.settings = settings or LoadSettings()
         self.active: dict[str, tuple[LoadRun, load_pb2.LoadConfig]] = {}
         self.finished: OrderedDict[str, load_pb2.LoadSummary] = OrderedDict()
 
@@ -70,14 +72,15 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
     ) -> AsyncIterator[load_pb2.LoadMetrics]:
         """Run one test; stream its metrics."""
         try:
-            plan = LoadPlan.from_config(request)
+            plan = LoadPlan.from_config(request, self.settings)
         except PlanError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if len(self.active) >= MAX_ACTIVE_TESTS:
+        limit = self.settings.max_active_tests
+        if len(self.active) >= limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{len(self.active)} load tests are running, the most allowed "
-                f"(LAB_LOAD_MAX_ACTIVE_TESTS={MAX_ACTIVE_TESTS}); stop one with StopLoad first",
+                f"({ENV_LOAD_MAX_ACTIVE_TESTS}={limit}); stop one with StopLoad first",
             )
         target = await self._target(plan, context)
         try:
@@ -189,8 +192,8 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
 
 async def main() -> None:
     """Serve the load generator through the agent until SIGTERM."""
-    agent = Agent([GRPC_SERVICE], default_service=SERVICE_NAME)
-    service = LoadGenerator(agent.identity.broker_address)
+    agent = Agent([LOADGEN_GRPC_SERVICE], default_service=SERVICE_NAME)
+    service = LoadGenerator(agent.identity.broker_address, LoadSettings.from_env())
     load_pb2_grpc.add_LoadGeneratorServiceServicer_to_server(service, agent.server)
     try:
         await agent.start()
