@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 
 from runtime.agent.lookup import find_or_wait
+from runtime.client.percentiles import percentile
 from runtime.identity import Identity
 from runtime.v1 import health_pb2, health_pb2_grpc
 
@@ -60,15 +61,6 @@ UNTIMED_PREFIXES = ("/grpc.",)
 # A call whose handler never ran (cancelled while queued) is never finished: after this long it
 # no longer counts as in flight, so a lost call cannot keep an instance DEGRADED.
 OPEN_CALL_MAX_S = 60.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` (0..1) nearest-rank percentile of ``values`` (0.0 when empty)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))
-    return ordered[index]
 
 
 class DegradedRule:
@@ -138,7 +130,7 @@ class DegradedRule:
             self._samples.popleft()
         if len(self._samples) < MIN_SAMPLES:
             return 0.0
-        return percentile([lat for _, lat in self._samples], 0.99)
+        return percentile([lat for _, lat in self._samples], 99)
 
     def evaluate(self, now: float | None = None) -> tuple[bool, str]:
         """Update and return (degraded, reason)."""
