@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+from runtime.identity import EXIT_INTERRUPTED
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

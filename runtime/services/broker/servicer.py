@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import Identity
+from runtime.identity import BROKER_GRPC_SERVICE, Identity
 from runtime.services.broker.registry import (
     SNAPSHOT_END,
     Registry,
@@ -36,7 +36,6 @@ from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 log = logging.getLogger("runtime.services.broker")
 
-BROKER_GRPC_SERVICE = "runtime.v1.BrokerService"
 WATCH_QUEUE_LIMIT = 1000
 EXPIRY_TICK_S = 0.05
 STREAM_LOST_GRACE_S = 0.05

@@ -24,13 +24,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.identity import Identity
+from runtime.identity import CHAOS_GRPC_SERVICE, ENV_SUPERVISOR_ADDR, Identity
 from runtime.services.chaos.rules import MAX_ACTIVE_FAULTS, config_problem, describe
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc, common_pb2, supervisor_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger("runtime.services.chaos")
 
-CHAOS_GRPC_SERVICE = "runtime.v1.ChaosService"
 SUPERVISOR_TIMEOUT_S = 3.0
 RUNNING = supervisor_pb2.PROCESS_STATE_RUNNING
 FAULT_LANGUAGES = ("python", "")  # languages whose servers embed the fault agent
@@ -135,7 +134,7 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
         if self.supervisor is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                "this chaos service runs outside a lab (no LAB_SUPERVISOR_ADDR): it can only target lab services",
+                f"this chaos service runs outside a lab (no {ENV_SUPERVISOR_ADDR}): it can only target lab services",
             )
         assert self.supervisor is not None
         reply = await self.supervisor.ListProcesses(

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.identity import Identity
+from runtime.identity import HEALTH_GRPC_SERVICE, Identity
 from runtime.services.health.broker_link import BrokerFollower, BrokerHealthPusher
 from runtime.services.health.probe import Prober
 from runtime.services.health.settings import HealthSettings
@@ -29,7 +29,6 @@ from runtime.services.health.store import UNHEALTHY, UNKNOWN, HealthStore, state
 from runtime.services.health.supervisor_link import SupervisorFollower
 from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
 
-HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 SOURCE_PUSH = "push"
 STREAM_LOST = "report stream lost"
 VALID_REPORT_STATES = "STARTING (1), HEALTHY (2), DEGRADED (3) or UNHEALTHY (4)"

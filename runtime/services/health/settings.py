@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
-ENV_PREFIX = "LAB_HEALTH_"
+from runtime.identity import ENV_HEALTH_PREFIX
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,14 @@ class HealthSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HealthSettings:
-        """Defaults, overridden by ``LAB_HEALTH_<NAME>`` variables; a bad value names the variable."""
+        """Defaults, overridden by ``LAB_HEALTH_<NAME>`` variables; a bad value names the variable.
+
+        The health service reads them once, when it starts (``HealthService()`` in ``main``).
+        """
         env = os.environ if env is None else env
         changes: dict[str, float | int] = {}
         for f in fields(cls):
-            key = ENV_PREFIX + f.name.upper()
+            key = ENV_HEALTH_PREFIX + f.name.upper()
             raw = env.get(key)
             if raw is None or raw == "":
                 continue
