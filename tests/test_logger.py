@@ -250,3 +250,22 @@ def test_batched_query_answers_in_carriers(stub):
     carriers = list(stub.QueryLogs(pb.LogQuery(limit=1200, batched=True), timeout=RPC_S))
     assert len(carriers) == 3 and all(c.batch for c in carriers)
     assert [e.message for c in carriers for e in c.batch] == plain == [f"line {i}" for i in range(1200)]
+
+
+def test_entries_without_a_timestamp_are_stamped_on_receipt(stub):
+    before_ms = int(time.time() * 1000)
+    unstamped = entries(3, "unstamped", timestamp=0)
+    micro_only = entries(1, "micro", timestamp=0, timestamp_us=before_ms * 1000 + 7)
+    ack = send(stub, unstamped + micro_only)
+    after_ms = int(time.time() * 1000)
+    assert ack.accepted == 4
+    # A time-bounded query finds them: nothing was stored at epoch 0.
+    found = list(stub.QueryLogs(pb.LogQuery(start_time=before_ms, end_time=after_ms), timeout=RPC_S))
+    by_text = {e.message: e for e in found}
+    assert set(by_text) == {"unstamped 0", "unstamped 1", "unstamped 2", "micro 0"}, by_text
+    for i in range(3):
+        e = by_text[f"unstamped {i}"]
+        assert before_ms <= e.timestamp <= after_ms and e.timestamp_us // 1000 == e.timestamp
+    # A sender's microseconds are kept; the millisecond field is derived from them.
+    assert by_text["micro 0"].timestamp_us == before_ms * 1000 + 7
+    assert by_text["micro 0"].timestamp == before_ms

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from runtime.client.jsonlog import LEVEL_NAMES
+from runtime.errors import quote
 from runtime.v1 import logger_pb2
 
 DEFAULT_QUERY_LIMIT = 1000
@@ -82,7 +83,7 @@ class Selector:
             )
         words = tuple(search_words(search))
         if search.strip() and not words:
-            raise ValueError(f"search text {search!r} has no letters or digits to search for")
+            raise ValueError(f"search text {quote(search)} has no letters or digits to search for")
         patterns = tuple(re.compile(r"(?<![^\W_])" + re.escape(w)) for w in words)
         return cls(
             services=frozenset(services),

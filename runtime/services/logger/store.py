@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import IO
 
@@ -63,13 +64,24 @@ class LogStore:
         return entries, truncated
 
     def number(self, entries: list[logger_pb2.LogEntry]) -> int:
-        """Truncate, number and add entries to the ring (no disk); returns how many were cut.
+        """Stamp, truncate, number and add entries to the ring (no disk); returns how many were cut.
+
+        Entries sent without a timestamp get the time of receipt (one clock reading per batch).
 
         The logger calls this on arrival so live tails see entries at once, then ``persist``
         on its writer thread, and acknowledges only after that commit.
         """
         truncated = 0
+        now_us = 0
         for e in entries:
+            if not e.timestamp_us and not e.timestamp:
+                # Stamped on receipt: an entry at epoch 0 would vanish from every time-bounded
+                # query and sort before everything else in the tail.
+                now_us = now_us or time.time_ns() // 1000
+                e.timestamp_us = now_us
+                e.timestamp = now_us // 1000
+            elif not e.timestamp:
+                e.timestamp = e.timestamp_us // 1000
             if len(e.message) * 4 > MAX_MESSAGE_BYTES:  # cheap: a shorter text cannot exceed the limit
                 text, cut = truncate_message(e.message)
                 if cut:
