@@ -9,7 +9,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install gen check-gen lint proto-lint polyglot bench clean
+.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,12 +44,17 @@ polyglot: $(STAMP)
 test: install lint polyglot
 	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 
+## The pure and in-process tiers only (no process started; tests/tiers.py decides), in under a minute.
+test-fast: install
+	LAB_PROFILE=ci $(PY) -m pytest tests -m "not integration" -q
+
 ## Start JupyterLab on notebooks/ (prints the URL to open).
 lab: install polyglot
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT)
 
+## Every benchmark, even after one misses a target or fails; the misses and failures at the end.
 bench: install polyglot
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache calculator/node/dist calculator/cpp/build

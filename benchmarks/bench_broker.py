@@ -24,6 +24,9 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402
+
+from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.identity import parse_ready_line  # noqa: E402
 from runtime.v1 import broker_pb2, broker_pb2_grpc  # noqa: E402
 
@@ -36,12 +39,6 @@ WATCH_P99_TARGET_MS = 10.0
 INSTANCES = 4
 READY_TIMEOUT_S = 15.0
 RPC_TIMEOUT_S = 5.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def start_broker(lab_dir: str) -> tuple[subprocess.Popen[str], str]:
@@ -179,8 +176,7 @@ def main() -> int:
     print(
         f"load average while measuring: {os.getloadavg()[0]:.2f} (other processes on the same cores skew p99)"
     )
-    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
-    return 1 if missed else 0
+    return verdict(missed)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402
+
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc  # noqa: E402
+from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
 
 DELAY_MS = 200
@@ -35,25 +38,7 @@ POLL_DEADLINE_S = 0.02
 WAIT_S = 10.0
 TARGET_DEAD_MAN_MS = 1000.0  # "quickly": well inside a second
 DEAD_MAN_ROUNDS = 3  # each one restarts the chaos service; lab.yaml's start limit is 5 in 30 s
-LAB_YAML = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  chaos:
-    command: [python, -m, runtime.services.chaos]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  calculator:
-    command: [python, -m, calculator.server]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-"""
+LAB_FILE = ROOT / "tests" / "labs" / "chaos-bench.yaml"  # broker, chaos, one calculator
 
 
 def call_ms(stub: calculator_pb2_grpc.CalculatorServiceStub) -> float:
@@ -78,19 +63,12 @@ def until(stub: calculator_pb2_grpc.CalculatorServiceStub, slow: bool, since: fl
     raise TimeoutError(f"no {'delayed' if slow else 'prompt'} call within {WAIT_S} s")
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
-        config = Path(tmp) / "lab.yaml"
-        config.write_text(LAB_YAML)
-        lab = Lab.up(lab_dir=Path(tmp) / "lab", config=config, linger_s=2)
+        lab = Lab.up(lab_dir=Path(tmp) / "lab", config=LAB_FILE, linger_s=2)
         try:
             address = lab.lookup("calculator").address.iloc[0]
             with grpc.insecure_channel(address) as channel:
@@ -113,10 +91,12 @@ def main() -> int:
             lab.down()
     print(f"median call, no fault:          {plain:7.2f} ms")
     for name, values in (("inject -> applied", applied), ("clear -> gone", cleared), ("dead-man drop", dead)):
-        print(f"{name:<32}{pct(values, 0.5):7.1f} ms p50 {pct(values, 0.95):7.1f} ms p95  (n={len(values)})")
-    ok = pct(dead, 0.95) <= TARGET_DEAD_MAN_MS
+        print(
+            f"{name:<32}{percentile(values, 50):7.1f} ms p50 {percentile(values, 95):7.1f} ms p95  (n={len(values)})"
+        )
+    ok = percentile(dead, 95) <= TARGET_DEAD_MAN_MS
     print(f"dead-man p95 target <= {TARGET_DEAD_MAN_MS:.0f} ms: {'OK' if ok else 'MISSED'}")
-    return 0 if ok else 1
+    return verdict([] if ok else ["dead-man drop p95"])
 
 
 if __name__ == "__main__":

@@ -31,17 +31,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
 from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc  # noqa: E402
 
 CONFIG = ROOT / "lab.yaml"
 VICTIMS = ("calculator-1", "calculator-2", "calculator-ts-1")
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of values, nearest rank."""
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def cold_starts(n: int) -> list[float]:
@@ -169,7 +164,7 @@ def main() -> int:
         ("over_delay", "scheduled restart -> READY, p95", "<= 1000 ms"),
     ):
         vals = crash[key]
-        got = f"{pct(vals, 0.95):.1f} ms" if vals else "not seen"
+        got = f"{percentile(vals, 95):.1f} ms" if vals else "not seen"
         print(f"{label + f' ({len(vals)}/{args.crashes})':<48} {got:>14} {target:>14}")
     return 0
 

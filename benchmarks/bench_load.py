@@ -23,67 +23,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402
+
 from runtime.lab import Lab  # noqa: E402
 
 TARGET_RPS_ERROR = 0.01
 TARGET_LAG_P99_MS = 5.0
-SERVICE = """
-  {name}:
-    command: [python, -m, {module}]
-    restart: always
-    restart_delay_s: 0.2
-    depends_on: {{broker: ready}}
-"""
-BASE = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  calculator:
-    command: [python, -m, calculator.server]
-    instances: 2
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {broker: ready}
-"""
-LABS = {
-    "bare": [("loadgen", "runtime.services.load")],
-    "full": [
-        ("loadgen", "runtime.services.load"),
-        ("health", "runtime.services.health"),
-        ("logger", "runtime.services.logger"),
-    ],
-}
+# The lab files the tests use: tests/labs/load.yaml ("bare") and load-full.yaml ("full").
+LABS = {"bare": ROOT / "tests" / "labs" / "load.yaml", "full": ROOT / "tests" / "labs" / "load-full.yaml"}
 
 
 def measure(kind: str, rps: int, seconds: int) -> dict[str, float]:
-    """One lab of ``kind``: warm up, then ``rps`` for ``seconds``; the summary's figures."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-load-{kind}-"))
-    config = tmp / "lab.yaml"
-    config.write_text(BASE + "".join(SERVICE.format(name=n, module=m) for n, m in LABS[kind]))
-    lab = Lab.up(lab_dir=tmp / "lab", config=config, linger_s=2, timeout_s=30)
-    try:
-        lab.start_load("calculator", rps=max(1, rps // 5), duration_s=1).wait()
-        test = lab.start_load("calculator", rps=rps, duration_s=seconds)
-        summary = test.summary()
-        assert test.final is not None
-        return {
-            "achieved": summary.achieved_rps,
-            "lag_p99": test.final.send_lag_p99_ms,
-            "p50": summary.latency_p50_ms,
-            "p99": summary.latency_p99_ms,
-            "p999": summary.latency_p999_ms,
-            "failed": summary.total_failed,
-            "sent": summary.total_requests,
-        }
-    finally:
-        lab.down()
+    """Measure in a fresh lab of ``kind``, in a temporary directory removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-load-{kind}-") as tmp:
+        lab = Lab.up(lab_dir=Path(tmp) / "lab", config=LABS[kind], linger_s=2, timeout_s=30)
+        try:
+            return _measure(lab, rps, seconds)
+        finally:
+            lab.down()  # before the directory goes: the lab keeps its files there
 
 
-def main() -> None:
+def _measure(lab: Lab, rps: int, seconds: int) -> dict[str, float]:
+    """Warm up at a fifth of the rate, then ``rps`` for ``seconds``; the summary's figures."""
+    lab.start_load("calculator", rps=max(1, rps // 5), duration_s=1).wait()
+    test = lab.start_load("calculator", rps=rps, duration_s=seconds)
+    summary = test.summary()
+    assert test.final is not None
+    return {
+        "achieved": summary.achieved_rps,
+        "lag_p99": test.final.send_lag_p99_ms,
+        "p50": summary.latency_p50_ms,
+        "p99": summary.latency_p99_ms,
+        "p999": summary.latency_p999_ms,
+        "failed": summary.total_failed,
+        "sent": summary.total_requests,
+    }
+
+
+def main() -> int:
     """Measure both labs and print the figures next to the targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rps", type=int, default=1000)
@@ -117,7 +94,8 @@ def main() -> None:
         for r in results.values()
     ]
     row("meets both targets", "", ["yes" if o else "NO" for o in ok])
+    return verdict([f"{kind} lab" for kind, o in zip(results, ok, strict=True) if not o])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -28,7 +28,10 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402
+
 from runtime.client.logship import CARRIER_SIZE, LogShipper  # noqa: E402
+from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.identity import LOGS_DB_FILE, parse_ready_line  # noqa: E402
 from runtime.lab import logs as lab_logs  # noqa: E402
 from runtime.services.logger.db import LogDB  # noqa: E402
@@ -51,12 +54,6 @@ READY_TIMEOUT_S = 15.0
 RPC_TIMEOUT_S = 60.0
 OPS = ("Add", "Subtract", "Multiply", "Divide")
 WORDS = [f"w{i:04d}" for i in range(2000)]  # vocabulary for searchable but selective messages
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of values, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def message(i: int, rng: random.Random) -> str:
@@ -189,7 +186,7 @@ def bench_tail(tmp: str) -> bool:
         shipper.close()
     finally:
         logger.stop()
-    p50, p99 = percentile(lat_ms, 0.5), percentile(lat_ms, 0.99)
+    p50, p99 = percentile(lat_ms, 50), percentile(lat_ms, 99)
     print(f"emit -> SubscribeLogs at {TAIL_RATE}/s: p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
           f"(target p99 <= {TAIL_P99_TARGET_MS:.0f} ms; {TAIL_P99_TARGET_MS / p99:.1f}x headroom)  received {len(lat_ms)}/{n}")  # fmt: skip
     return p99 <= TAIL_P99_TARGET_MS and len(lat_ms) == n
@@ -227,13 +224,13 @@ def bench_ring(tmp: str) -> bool:
             frames.append((time.perf_counter() - t0) * 1000)
     finally:
         logger.stop()
-    p50, worst = percentile(times, 0.5), max(times)
+    p50, worst = percentile(times, 50), max(times)
     print(f"ring query, {RING_ENTRIES:,} entries, text filter ({len(found)} hits): p50 {p50:.1f} ms  max {worst:.1f} ms  "
           f"(target <= {RING_TARGET_MS:.0f} ms; {RING_TARGET_MS / worst:.1f}x)")  # fmt: skip
     print(f"  same over gRPC QueryLogs (answered from {source}, {len(got)} entries streamed): "
-          f"p50 {percentile(rpc, 0.5):.1f} ms  max {max(rpc):.1f} ms")  # fmt: skip
+          f"p50 {percentile(rpc, 50):.1f} ms  max {max(rpc):.1f} ms")  # fmt: skip
     print(f"  lab.logs(limit=1000) -> DataFrame of {len(page)} rows (batched QueryLogs): "
-          f"p50 {percentile(frames, 0.5):.1f} ms  max {max(frames):.1f} ms")  # fmt: skip
+          f"p50 {percentile(frames, 50):.1f} ms  max {max(frames):.1f} ms")  # fmt: skip
     return worst <= RING_TARGET_MS
 
 
@@ -275,11 +272,15 @@ def bench_fts(tmp: str) -> bool:
 
 
 def main() -> int:
-    """Run every measurement; exit 1 if a target is missed."""
+    """Run every measurement; exit MISSED_EXIT (verdict.py) if a target is missed."""
     with tempfile.TemporaryDirectory(prefix="bench-logger-") as tmp:
-        ok = [bench_ingest(tmp), bench_tail(tmp), bench_ring(tmp), bench_fts(tmp)]
-    print("all targets met" if all(ok) else "some targets missed")
-    return 0 if all(ok) else 1
+        ok = {
+            "ingest": bench_ingest(tmp),
+            "emit -> subscriber p99": bench_tail(tmp),
+            "ring query": bench_ring(tmp),
+            "FTS query": bench_fts(tmp),
+        }
+    return verdict([name for name, met in ok.items() if not met])
 
 
 if __name__ == "__main__":

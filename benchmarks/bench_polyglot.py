@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc  # noqa: E402
+from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.identity import parse_ready_line  # noqa: E402
 from runtime.v1 import broker_pb2, broker_pb2_grpc  # noqa: E402
 
@@ -148,8 +149,8 @@ async def closed_loop(address: str, seconds: float, concurrency: int) -> tuple[f
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    """The ``q`` (0..1) quantile of latencies in seconds, in ms (the shared percentile helper)."""
+    return percentile(values, q * 100) * 1000
 
 
 def bench_servers(broker: str, lab_dir: str, seconds: float, concurrency: int) -> None:
