@@ -16,18 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 
 import grpc
 
 from runtime.errors import DiscoveryError
-from runtime.identity import ENV_BROKER_ADDR
+from runtime.identity import CONFIG_GRPC_SERVICE, broker_address_from_env
 from runtime.v1 import config_pb2, config_pb2_grpc
 
 log = logging.getLogger("runtime.agent.config_watch")
 
-CONFIG_GRPC_SERVICE = "runtime.v1.ConfigService"
 RECONNECT_START_S = 0.1
 RECONNECT_MAX_S = 2.0
 
@@ -50,9 +48,7 @@ class ConfigWatch:
     ) -> None:
         self.namespace = namespace
         self.on_change = on_change
-        self.broker_address = (
-            os.environ.get(ENV_BROKER_ADDR, "") if broker_address is None else broker_address
-        )
+        self.broker_address = broker_address_from_env() if broker_address is None else broker_address
         self.values: dict[str, config_pb2.ConfigValue] = {}
         self.connected = asyncio.Event()
         self.reconnects = 0

@@ -49,12 +49,11 @@ from typing import Any
 import grpc
 
 from runtime.agent.lookup import find_or_wait
-from runtime.identity import Identity
+from runtime.identity import CHAOS_GRPC_SERVICE, Identity
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
 log = logging.getLogger("runtime.agent.faults")
 
-CHAOS_GRPC_SERVICE = "runtime.v1.ChaosService"
 # Named caps, shared with the chaos service (which rejects anything above them).
 MAX_DELAY_MS = 10_000
 MAX_CPU_THREADS = 4

@@ -16,8 +16,8 @@ DEGRADED rule: the server interceptor times every unary call of the instance's o
 When the rolling p99 latency passes ``DEGRADED_P99_MS`` or more than ``DEGRADED_IN_FLIGHT`` calls
 run at once, a HEALTHY instance reports DEGRADED; it reports HEALTHY again only after both stay
 below ``RECOVER_RATIO`` of their thresholds for ``RECOVER_HOLD_S`` (hysteresis, so it does not flap).
-The thresholds can be set with ``LAB_HEALTH_DEGRADED_P99_MS``, ``LAB_HEALTH_DEGRADED_IN_FLIGHT`` and
-``LAB_HEALTH_RECOVER_HOLD_S``.
+The agent reads the thresholds from its environment once, at start (runtime/agent/settings.py);
+the constants below are their defaults.
 """
 
 from __future__ import annotations
@@ -36,22 +36,21 @@ import grpc
 
 from runtime.agent.lookup import find_or_wait
 from runtime.client.percentiles import percentile
-from runtime.identity import Identity
+from runtime.identity import HEALTH_GRPC_SERVICE, Identity
 from runtime.v1 import health_pb2, health_pb2_grpc
 
 log = logging.getLogger("runtime.agent.health")
 
-HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 0.25
 # With no health service registered, wait this long for one (WatchServices), then look again.
 HEALTH_WAIT_S = 30.0
 FINAL_REPORT_TIMEOUT_S = 1.0
 
-DEGRADED_P99_MS = float(os.environ.get("LAB_HEALTH_DEGRADED_P99_MS", "250"))
-DEGRADED_IN_FLIGHT = int(os.environ.get("LAB_HEALTH_DEGRADED_IN_FLIGHT", "64"))
+DEGRADED_P99_MS = 250.0
+DEGRADED_IN_FLIGHT = 64
 RECOVER_RATIO = 0.7
-RECOVER_HOLD_S = float(os.environ.get("LAB_HEALTH_RECOVER_HOLD_S", "2.0"))
+RECOVER_HOLD_S = 2.0
 LATENCY_WINDOW_S = 5.0
 LATENCY_SAMPLES_MAX = 4096
 MIN_SAMPLES = 20  # the p99 of a handful of calls is noise
@@ -215,10 +214,17 @@ class HealthReporter:
         address: where it serves (``127.0.0.1:PORT``), sent with every report.
         broker_address: where to look the health service up.
         health_address: skip the lookup and report straight to this address (tests).
+        rule: the DEGRADED rule (default: the default thresholds; the agent passes its settings').
     """
 
     def __init__(
-        self, identity: Identity, *, address: str, broker_address: str, health_address: str = ""
+        self,
+        identity: Identity,
+        *,
+        address: str,
+        broker_address: str,
+        health_address: str = "",
+        rule: DegradedRule | None = None,
     ) -> None:
         self.identity = identity
         self.address = address
@@ -226,7 +232,7 @@ class HealthReporter:
         self.health_address = health_address
         self.state = 0
         self.message = ""
-        self.rule = DegradedRule()
+        self.rule = rule if rule is not None else DegradedRule()
         self._final = False
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None

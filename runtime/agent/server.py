@@ -32,8 +32,9 @@ from runtime.agent import log_handler
 from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
 from runtime.agent.registration import Registration
+from runtime.agent.settings import AgentSettings
 from runtime.client import correlation
-from runtime.identity import LOOPBACK, Identity, ready_line
+from runtime.identity import BROKER_GRPC_SERVICE, LOOPBACK, Identity, ready_line
 from runtime.v1 import broker_pb2, health_pb2
 
 log = logging.getLogger("runtime.agent")
@@ -41,7 +42,6 @@ log = logging.getLogger("runtime.agent")
 STOP_GRACE_S = 1.0
 CLOSE_STEP_TIMEOUT_S = 1.0
 LOG_FLUSH_TIMEOUT_S = 0.5
-BROKER_GRPC_SERVICE = "runtime.v1.BrokerService"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Never share a port with another process: a second server on the same port would steal calls.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
@@ -65,7 +65,9 @@ class Agent:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         identity: Identity | None = None,
     ) -> None:
+        # The process's one read of its environment: who it is, and its DEGRADED thresholds.
         self.identity = identity or Identity.from_env(default_service=default_service)
+        self.settings = AgentSettings.from_env()
         self.grpc_services = list(grpc_services)
         self.role = role
         self.metadata = dict(metadata or {})
@@ -74,7 +76,12 @@ class Agent:
         self._exit_if_orphaned()  # before any thread or channel exists: nothing to clean up yet
         self._log_handler = log_handler.install(self.identity)
         # The reporter learns our address once we are bound (start()).
-        self.health = HealthReporter(self.identity, address="", broker_address=self.identity.broker_address)
+        self.health = HealthReporter(
+            self.identity,
+            address="",
+            broker_address=self.identity.broker_address,
+            rule=self.settings.degraded_rule(),
+        )
         chain: list[grpc.aio.ServerInterceptor] = []
         server_interceptor = correlation.server_interceptor()
         if server_interceptor is not None:
