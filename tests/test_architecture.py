@@ -357,3 +357,24 @@ def test_every_rule_holds_some_module() -> None:
 def test_the_tree_keeps_the_import_rules() -> None:
     found = check(ROOT)
     assert not found, "import rules broken (see README 'Architecture'):\n" + "\n".join(map(str, found))
+
+
+def _where_rows(readme: str) -> list[list[str]]:
+    section = readme.split("### Where does X live", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    return [line.split("`")[1::2] for line in rows]
+
+
+def test_readme_where_table_points_at_real_code() -> None:
+    """Each path in README's "Where does X live" exists, and each name beside it is in one of them."""
+    rows = _where_rows((ROOT / "README.md").read_text())
+    assert len(rows) >= 10, "README lost its 'Where does X live' table"
+    stale: list[str] = []
+    for tokens in rows:
+        paths = [ROOT / t for t in tokens if t.endswith(".py")]
+        stale += [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
+        texts = "\n".join(p.read_text() for p in paths if p.is_file())
+        for name in tokens:
+            if not name.endswith(".py") and name.rpartition(".")[2] not in texts:
+                stale.append(f"{name} (not in {', '.join(t for t in tokens if t.endswith('.py'))})")
+    assert not stale, f"README 'Where does X live' is stale: {stale}"
