@@ -237,8 +237,17 @@ def test_missing_requirement_skips_service(lab, tmp_path: Path) -> None:
     )
     d.wait_state("ok-1", pb.PROCESS_STATE_RUNNING)
     ts = d.processes()["ts-1"]
-    assert ts.state == pb.PROCESS_STATE_STOPPED
-    assert ts.last_exit_reason == "skipped: no-such-node-xyz not found"
+    assert ts.state == pb.PROCESS_STATE_SKIPPED and ts.pid == 0
+    assert ts.last_exit_reason == "no-such-node-xyz not found; install it to run this service"
+    stopped = d.find_events("ts-1", pb.PROCESS_EVENT_KIND_STOPPED)
+    assert [e.reason for e in stopped] == [
+        "ts-1 skipped: no-such-node-xyz not found; install it to run this service"
+    ]
+    # Start and stop leave it SKIPPED: the requirement is still missing, and nothing runs.
+    d.stub.StartProcess(pb.StartProcessRequest(service="ts"), timeout=5)
+    d.stub.StopProcess(pb.StopProcessRequest(service="ts"), timeout=5)
+    assert d.processes()["ts-1"].state == pb.PROCESS_STATE_SKIPPED
+    assert not d.find_events("ts-1", pb.PROCESS_EVENT_KIND_SPAWNED)
 
 
 def test_child_env_contract_and_report_exit_to_broker(lab, lab_dir: Path) -> None:

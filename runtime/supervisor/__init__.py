@@ -4,9 +4,12 @@ Run it with ``python -m runtime.supervisor --lab-dir D --config lab.yaml``; talk
 SupervisorService (proto/runtime/v1/supervisor.proto) at the address in ``D/supervisor.json``.
 
 Modules, one noun each:
-    config    lab.yaml -> dataclasses (ConfigError on any problem)
+    config    lab.yaml -> pydantic section models (ConfigError on any problem)
+    config_errors  pydantic's errors -> "file: field: what is allowed"
     policy    restart decisions (pure)
-    process   one child: spawn, watch output/READY/exit; the Instance record
+    child     the seam: what the lifecycle knows of a child (Child, ChildReport, Spawn)
+    clock     the seam: monotonic/wall time and timers (LoopClock)
+    process   one real child: spawn, watch output/READY/exit; the Instance record
     manager   all instances: lookups and lab-wide commands
     events    the event log with replay and subscribers
     output    captured output lines; OutputTap (the log shipper's seam)

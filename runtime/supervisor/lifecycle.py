@@ -8,6 +8,14 @@ stop's grace period, a health check) happen in tasks or timers that post their r
     WAITING --deps met--> STARTING --READY(+health)--> RUNNING --exit--> BACKOFF --delay--> STARTING
        STARTING --exit/timeout--> START_FAILED event, then the policy: BACKOFF | EXITED | FATAL
        any live state --stop--> STOPPING --exit--> STOPPED
+       a start whose ``requires`` is missing --> SKIPPED (until a start finds it installed)
+
+Two seams keep decisions apart from processes and time (honcho's manager tests work the same
+way): ``spawn`` starts a child and returns a :class:`runtime.supervisor.child.Child` whose
+watcher reports READY and exit through a :class:`ChildReport`; ``clock`` gives monotonic and
+wall time and schedules the restart and grace timers. The daemon uses the real ones
+(``process.spawn_child``, ``clock.LoopClock``); tests/test_lifecycle_scripted.py passes fakes and
+scripts exit histories without children or sleeps.
 
 :class:`runtime.supervisor.manager.Manager` adds the lab-wide commands on top.
 """
@@ -17,21 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import identity as ident
 from runtime.supervisor.broker_link import BrokerLink
+from runtime.supervisor.child import ChildReport, Spawn
+from runtime.supervisor.clock import Clock, LoopClock
 from runtime.supervisor.config import LabConfig, ServiceSpec, missing_requirement, resolve_command
 from runtime.supervisor.events import EventLog
 from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.liveness import LivenessKeeper
 from runtime.supervisor.output import OutputCallback
 from runtime.supervisor.policy import Action, RestartTracker
-from runtime.supervisor.process import ChildWatch, Instance, describe_exit, signal_group, spawn
+from runtime.supervisor.process import Desired, Instance, describe_exit, spawn_child
 from runtime.v1 import supervisor_pb2 as pb
 
 BROKER_SERVICE = "broker"
@@ -42,10 +50,31 @@ _K = pb  # event kinds and states live in the generated module
 
 
 class Lifecycle:
-    """The instances of a lab, their state transitions and the queue that serializes them."""
+    """The instances of a lab, their state transitions and the queue that serializes them.
 
-    def __init__(self, config: LabConfig, *, lab_dir: str, on_output: OutputCallback | None = None) -> None:
+    Args:
+        config: the lab.
+        lab_dir: the lab directory (given to every child).
+        on_output: called with every output line of every child (the log shipper's seam).
+        spawn: starts a child (default: a real process, ``process.spawn_child``).
+        clock: time and timers (default: ``LoopClock``, the running asyncio loop).
+        liveness: probe RUNNING children with grpc.health.v1 (fake children have nothing to probe).
+    """
+
+    def __init__(
+        self,
+        config: LabConfig,
+        *,
+        lab_dir: str,
+        on_output: OutputCallback | None = None,
+        spawn: Spawn = spawn_child,
+        clock: Clock | None = None,
+        liveness: bool = True,
+    ) -> None:
         self.config = config
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self._spawn_child = spawn
+        self._probe_liveness = liveness
         self.lab_dir = os.path.abspath(lab_dir)
         self.events = EventLog()
         self.on_output = on_output
@@ -92,6 +121,14 @@ class Lifecycle:
         self._queue.put_nowait((handler, args, fut))
         return await fut
 
+    async def drain(self) -> None:
+        """Wait until the queue is empty: every handler posted so far, and all they posted, ran.
+
+        For tests that script a history: post, drain, look. (``run()`` must be running.)
+        """
+        while not self._queue.empty():
+            await self.call(_nothing)
+
     def _background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -135,17 +172,15 @@ class Lifecycle:
         if self.shutting_down:
             return
         inst.cancel_timer()
-        inst.desired = "run"
+        inst.desired = Desired.RUN
         if manual:
             inst.tracker.reset()
         missing = missing_requirement(inst.spec.requires, self.config.project_root)
         if missing:
-            inst.state = _K.PROCESS_STATE_STOPPED
-            inst.last_exit_reason = f"skipped: {missing} not found"
+            inst.state = _K.PROCESS_STATE_SKIPPED
+            inst.last_exit_reason = f"{missing} not found; install it to run this service"
             self._emit(
-                inst,
-                _K.PROCESS_EVENT_KIND_STOPPED,
-                f"{inst.instance_id} {inst.last_exit_reason}; install it to run this service",
+                inst, _K.PROCESS_EVENT_KIND_STOPPED, f"{inst.instance_id} skipped: {inst.last_exit_reason}"
             )
             inst.settle()
             return
@@ -177,27 +212,28 @@ class Lifecycle:
 
     def _wake_waiting(self) -> None:
         for inst in [i for group in self.instances.values() for i in group.values()]:
-            if inst.state == _K.PROCESS_STATE_WAITING and inst.desired == "run":
+            if inst.state == _K.PROCESS_STATE_WAITING and inst.desired is Desired.RUN:
                 self._request_start(inst, manual=False)
 
     async def _spawn(self, inst: Instance) -> None:
-        if inst.desired == "restart":  # a restart requested before this spawn ran: just run it
-            inst.desired = "run"
-        if inst.desired != "run" or self.shutting_down:
+        if inst.desired is Desired.RESTART:  # a restart requested before this spawn ran: just run it
+            inst.desired = Desired.RUN
+        if inst.desired is not Desired.RUN or self.shutting_down:
             self._stopped(inst, "stopped before it ran")
             return
         spec = inst.spec
-        argv = resolve_command(spec.command, self.config.project_root)
-        if not os.path.exists(argv[0]) and not shutil.which(argv[0]):
-            reason = f"{inst.instance_id} could not start: command {spec.command[0]!r} not found (not on PATH, not under {self.config.project_root}); install it or fix services.{spec.name}.command"
-            self._fatal(inst, reason, _K.PROCESS_EVENT_KIND_START_FAILED)
-            return
+        root = self.config.project_root
+        argv = resolve_command(spec.command, root)
         extra = dict(spec.env)
         if spec.sticky_port and inst.port:
             extra = {ident.ENV_PORT: str(inst.port), ident.ENV_PORT_STRICT: "1", **extra}
         env = self.child_env(spec.name, inst.instance_id, spec.language, extra)
         try:
-            proc = await spawn(argv, env=env, cwd=self.config.project_root)
+            child = await self._spawn_child(argv, env, root)
+        except FileNotFoundError:
+            reason = f"{inst.instance_id} could not start: command {spec.command[0]!r} not found (not on PATH, not under {root}); install it or fix services.{spec.name}.command"
+            self._fatal(inst, reason, _K.PROCESS_EVENT_KIND_START_FAILED)
+            return
         except OSError as exc:
             self._fatal(
                 inst,
@@ -206,31 +242,32 @@ class Lifecycle:
             )
             return
         if self.keeper is not None:
-            self.keeper.add(proc.pid)
+            self.keeper.add(child.pid)
         inst.generation += 1
-        inst.pid = proc.pid
+        inst.child = child
+        inst.pid = child.pid
         inst.state = _K.PROCESS_STATE_STARTING
         inst.healthy = False
         inst.start_failed = False
         inst.waiting_for = ""
-        inst.started_at_ms = time.time_ns() // 1_000_000
-        inst.started_mono = time.monotonic()
+        inst.started_at_ms = self.clock.wall_ms()
+        inst.started_mono = self.clock.monotonic()
         inst.tracker.record_start(inst.started_mono)
-        watch = ChildWatch(
+        report = ChildReport(
             inst,
-            proc,
-            post=self.post,
+            inst.generation,
+            self.post,
             on_ready=self._on_ready,
             on_ready_timeout=self._on_ready_timeout,
             on_exit=self._on_exit,
             on_output=self.on_output,
         )
-        self._background(watch.run())
+        self._background(child.watch(report))
         self._emit(
             inst,
             _K.PROCESS_EVENT_KIND_SPAWNED,
-            f"spawned pid {proc.pid}: {' '.join(spec.command)}",
-            pid=proc.pid,
+            f"spawned pid {child.pid}: {' '.join(spec.command)}",
+            pid=child.pid,
         )
         self._wake_waiting()
 
@@ -246,7 +283,8 @@ class Lifecycle:
             return
         inst.state = _K.PROCESS_STATE_RUNNING
         inst.port = port
-        self.liveness.watch(inst)
+        if self._probe_liveness:
+            self.liveness.watch(inst)
         if inst.service == BROKER_SERVICE:
             self.broker_address = f"{ident.LOOPBACK}:{port}"
             self._broker.connect(self.broker_address)
@@ -261,32 +299,31 @@ class Lifecycle:
         lines = inst.output.last_text(FAILURE_TAIL_LINES, inst.pid)
         reason = f"{inst.instance_id}: {what}; killing it" + _tail(lines)
         self._emit(inst, _K.PROCESS_EVENT_KIND_START_FAILED, reason, pid=inst.pid)
-        signal_group(inst.pid, signal.SIGKILL)
+        _signal_group(inst, signal.SIGKILL)
 
     def _terminate(self, inst: Instance, why: str) -> None:
         inst.cancel_timer()
         inst.state = _K.PROCESS_STATE_STOPPING
-        signal_group(inst.pid, signal.SIGTERM)
+        _signal_group(inst, signal.SIGTERM)
         grace = inst.spec.stop_grace_s
         self._emit(
             inst, _K.PROCESS_EVENT_KIND_STOPPING, f"{why}: SIGTERM, SIGKILL after {grace:g}s", pid=inst.pid
         )
-        loop = asyncio.get_running_loop()
-        inst.timer = loop.call_later(grace, self.post, self._kill_after_grace, inst, inst.generation)
+        inst.timer = self.clock.call_later(grace, self.post, self._kill_after_grace, inst, inst.generation)
 
     def _kill_after_grace(self, inst: Instance, generation: int) -> None:
         if generation == inst.generation and inst.state == _K.PROCESS_STATE_STOPPING:
             self._emit(
                 inst, _K.PROCESS_EVENT_KIND_SIGNALED, "grace period over: SIGKILL", pid=inst.pid, signal=9
             )
-            signal_group(inst.pid, signal.SIGKILL)
+            _signal_group(inst, signal.SIGKILL)
 
     def _on_exit(self, inst: Instance, generation: int, returncode: int) -> None:
         if generation != inst.generation:
             return
         inst.cancel_timer()
         pid = inst.pid
-        signal_group(pid, signal.SIGKILL)  # grandchildren left in the group go with it
+        _signal_group(inst, signal.SIGKILL)  # grandchildren left in the group go with it
         if self.keeper is not None:
             self.keeper.remove(pid)
         was_starting = inst.state == _K.PROCESS_STATE_STARTING and not inst.start_failed
@@ -296,11 +333,11 @@ class Lifecycle:
         inst.healthy = False
         sig = -returncode if returncode < 0 else 0
         self._report_exit(inst, pid, reason)
-        if inst.desired in ("stop", "remove", "restart") or self.shutting_down:
+        if inst.desired is not Desired.RUN or self.shutting_down:
             self._stopped(inst, f"{reason} after stop request", pid=pid, exit_code=returncode, signal=sig)
-            if inst.desired == "remove":
+            if inst.desired is Desired.REMOVE:
                 del self.instances[inst.service][inst.instance_id]
-            elif inst.desired == "restart" and not self.shutting_down:
+            elif inst.desired is Desired.RESTART and not self.shutting_down:
                 inst.restarts += 1
                 self._request_start(inst, manual=True)
             return
@@ -315,10 +352,10 @@ class Lifecycle:
         self._apply_policy(inst, returncode)
 
     def _apply_policy(self, inst: Instance, returncode: int) -> None:
-        decision = inst.tracker.decide(exit_code=returncode, now=time.monotonic())
+        decision = inst.tracker.decide(exit_code=returncode, now=self.clock.monotonic())
         if decision.action is Action.RESTART:
             inst.state = _K.PROCESS_STATE_BACKOFF
-            inst.next_start_at_ms = time.time_ns() // 1_000_000 + int(decision.delay_s * 1000)
+            inst.next_start_at_ms = self.clock.wall_ms() + int(decision.delay_s * 1000)
             self._emit(
                 inst,
                 _K.PROCESS_EVENT_KIND_RESTART_SCHEDULED,
@@ -328,8 +365,7 @@ class Lifecycle:
                 pid=inst.pid,
                 exit_code=returncode,
             )
-            loop = asyncio.get_running_loop()
-            inst.timer = loop.call_later(
+            inst.timer = self.clock.call_later(
                 decision.delay_s, self.post, self._restart_due, inst, inst.generation
             )
         elif decision.action is Action.EXIT:
@@ -351,7 +387,11 @@ class Lifecycle:
             )
 
     def _restart_due(self, inst: Instance, generation: int) -> None:
-        if generation == inst.generation and inst.state == _K.PROCESS_STATE_BACKOFF and inst.desired == "run":
+        if (
+            generation == inst.generation
+            and inst.state == _K.PROCESS_STATE_BACKOFF
+            and inst.desired is Desired.RUN
+        ):
             inst.timer = None
             inst.restarts += 1
             self._request_start(inst, manual=False)
@@ -378,6 +418,15 @@ class Lifecycle:
         brokers = self.instances.get(BROKER_SERVICE, {}).values()
         if any(i.state == _K.PROCESS_STATE_RUNNING for i in brokers):
             self._broker.report_exit(self.broker_address, inst.instance_id, pid, reason)
+
+
+def _signal_group(inst: Instance, sig: int) -> bool:
+    """Signal the instance's current process group (False when there is none, or it is gone)."""
+    return inst.child is not None and inst.child.signal_group(sig)
+
+
+def _nothing() -> None:
+    """A handler that does nothing: ``drain()`` waits for it to know the queue got this far."""
 
 
 def _tail(lines: list[str]) -> str:

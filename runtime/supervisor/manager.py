@@ -19,11 +19,17 @@ import signal
 from runtime.errors import ServiceNotFound
 from runtime.supervisor.config import ServiceSpec, resolve_command
 from runtime.supervisor.lifecycle import BROKER_SERVICE, Lifecycle
-from runtime.supervisor.process import Instance
+from runtime.supervisor.process import Desired, Instance
 from runtime.v1 import supervisor_pb2 as pb
 
 SETTLE_TASKS_S = 1.0
 _K = pb
+_STARTABLE = (
+    pb.PROCESS_STATE_STOPPED,
+    pb.PROCESS_STATE_EXITED,
+    pb.PROCESS_STATE_FATAL,
+    pb.PROCESS_STATE_SKIPPED,
+)
 
 __all__ = ["BROKER_SERVICE", "Manager"]
 
@@ -77,12 +83,15 @@ class Manager(Lifecycle):
                 self._request_start(inst, manual=False)
 
     def start(self, insts: list[Instance]) -> None:
-        """Start stopped/exited/fatal instances (a manual start forgets the failure history)."""
+        """Start stopped/exited/fatal/skipped instances (a manual start forgets the failure history).
+
+        A skipped instance is checked again: its requirement may be installed by now.
+        """
         for inst in insts:
-            if inst.state in (_K.PROCESS_STATE_STOPPED, _K.PROCESS_STATE_EXITED, _K.PROCESS_STATE_FATAL):
+            if inst.state in _STARTABLE:
                 self._request_start(inst, manual=True)
 
-    def stop(self, insts: list[Instance], desired: str = "stop") -> list[asyncio.Future[None]]:
+    def stop(self, insts: list[Instance], desired: Desired = Desired.STOP) -> list[asyncio.Future[None]]:
         """Stop instances (SIGTERM, grace, SIGKILL); futures resolve when each has settled."""
         waits = []
         for inst in insts:
@@ -93,13 +102,13 @@ class Manager(Lifecycle):
             if inst.state in (_K.PROCESS_STATE_STARTING, _K.PROCESS_STATE_RUNNING):
                 self._terminate(inst, "stop requested")
             elif inst.state != _K.PROCESS_STATE_STOPPING:
-                if inst.state == _K.PROCESS_STATE_STOPPED:
-                    inst.settle()
+                if inst.state in (_K.PROCESS_STATE_STOPPED, _K.PROCESS_STATE_SKIPPED):
+                    inst.settle()  # nothing runs; a skipped one stays SKIPPED (it says why)
                 else:
                     self._stopped(
                         inst, "stopped before it ran" if inst.state == _K.PROCESS_STATE_WAITING else "stopped"
                     )
-                if desired == "remove":
+                if desired is Desired.REMOVE:
                     self.instances[inst.service].pop(inst.instance_id, None)
         return waits
 
@@ -108,7 +117,7 @@ class Manager(Lifecycle):
         waits = []
         for inst in insts:
             if inst.alive:
-                waits += self.stop([inst], desired="restart")
+                waits += self.stop([inst], desired=Desired.RESTART)
             else:
                 inst.cancel_timer()
                 self._request_start(inst, manual=True)
@@ -133,7 +142,7 @@ class Manager(Lifecycle):
                 used.add(index)
                 self._request_start(self._add_instance(spec, index), manual=True)
             return []
-        return self.stop(current[count:], desired="remove")
+        return self.stop(current[count:], desired=Desired.REMOVE)
 
     def signal(self, inst: Instance, sig: signal.Signals) -> int:
         """Send ``sig`` to the instance's process; returns the pid."""

@@ -12,20 +12,22 @@ Exit is detected by waiting on the child (asyncio's child watcher), never by pol
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runtime.identity import LOOPBACK, parse_ready_line
+from runtime.supervisor.child import Child, ChildReport
+from runtime.supervisor.clock import Timer
 from runtime.supervisor.config import ServiceSpec
-from runtime.supervisor.output import LINE_LIMIT, OutputCallback, OutputRing, read_lines
+from runtime.supervisor.output import LINE_LIMIT, OutputRing, read_lines
 from runtime.supervisor.policy import RestartTracker
 from runtime.v1 import supervisor_pb2 as pb
 
@@ -35,7 +37,14 @@ HEALTH_RETRY_S = 0.05
 # After the child exits, how long to wait for its pipes to drain (a grandchild may hold them).
 DRAIN_S = 0.2
 
-Post = Callable[..., None]  # manager.post(handler, *args)
+
+class Desired(Enum):
+    """What an instance should be doing; the lifecycle moves its state toward it."""
+
+    RUN = "run"
+    STOP = "stop"
+    RESTART = "restart"  # stop it, then run it again at once
+    REMOVE = "remove"  # stop it, then forget the instance (scale down)
 
 
 def describe_exit(returncode: int) -> str:
@@ -103,7 +112,7 @@ class Instance:
     next_start_at_ms: int = 0
     healthy: bool = False
     start_failed: bool = False  # START_FAILED already reported for the current run
-    desired: str = "run"  # run | stop | restart | remove
+    desired: Desired = Desired.RUN
     generation: int = 0
     waiting_for: str = ""
     # The liveness probe's verdict (runtime.supervisor.liveness): why it is not responding, or ""
@@ -112,7 +121,8 @@ class Instance:
     not_responding_since: float = 0.0
     cpu_percent: float = 0.0
     rss_mb: float = 0.0
-    timer: asyncio.TimerHandle | None = None
+    timer: Timer | None = None
+    child: Child | None = None  # the current (or last) process; None before the first spawn
     output: OutputRing = field(default_factory=OutputRing)
     settled: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -179,34 +189,18 @@ class Instance:
 class ChildWatch:
     """Watches one spawned child: its output, its READY line and health, and its exit.
 
-    Results go to the manager only through ``post(handler, ...)``; the manager ignores posts
-    whose generation is no longer current.
+    Everything it learns goes to ``report`` (a :class:`ChildReport` bound to this run), which
+    posts it to the lifecycle's queue.
     """
 
-    def __init__(
-        self,
-        inst: Instance,
-        proc: asyncio.subprocess.Process,
-        *,
-        post: Post,
-        on_ready: Callable[..., None],
-        on_ready_timeout: Callable[..., None],
-        on_exit: Callable[..., None],
-        on_output: OutputCallback | None,
-    ) -> None:
-        self.inst = inst
+    def __init__(self, proc: asyncio.subprocess.Process, report: ChildReport) -> None:
         self.proc = proc
         self.pid = proc.pid
-        self.generation = inst.generation
-        self._post = post
-        self._on_ready = on_ready
-        self._on_ready_timeout = on_ready_timeout
-        self._on_exit = on_exit
-        self._on_output = on_output
+        self.report = report
         self._ready_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
-        """Watch until the child exits and its output is drained, then post the exit."""
+        """Watch until the child exits and its output is drained, then report the exit."""
         assert self.proc.stdout is not None and self.proc.stderr is not None
         readers = [
             asyncio.create_task(read_lines(self.proc.stdout, "stdout", self._line)),
@@ -220,20 +214,17 @@ class ChildWatch:
         _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
         for task in pending:
             task.cancel()
-        self._post(self._on_exit, self.inst, self.generation, returncode)
+        self.report.exited(returncode)
 
     def _line(self, stream: str, ts_ms: int, text: str) -> None:
-        self.inst.output.add(ts_ms, stream, text, self.pid)
         if stream == "stdout" and not self._ready_port.done():
             port = parse_ready_line(text)
             if port is not None:
                 self._ready_port.set_result(port)
-        if self._on_output is not None:
-            with contextlib.suppress(Exception):  # the log shipper must never stop the watcher
-                self._on_output(self.inst.service, self.inst.instance_id, self.pid, stream, ts_ms, text)
+        self.report.output(self.pid, stream, ts_ms, text)
 
     async def _become_ready(self) -> None:
-        spec = self.inst.spec
+        spec = self.report.inst.spec
         deadline = time.monotonic() + spec.ready_timeout_s
         try:
             async with asyncio.timeout(spec.ready_timeout_s):
@@ -245,13 +236,44 @@ class ChildWatch:
             # The timeout cancels the future when no READY line came.
             got_ready = self._ready_port.done() and not self._ready_port.cancelled()
             what = "READY but grpc.health.v1 not SERVING" if got_ready else "no READY line"
-            self._post(
-                self._on_ready_timeout, self.inst, self.generation, f"{what} within {spec.ready_timeout_s:g}s"
-            )
+            self.report.ready_timeout(f"{what} within {spec.ready_timeout_s:g}s")
             return
         healthy = spec.health_check
-        self._post(self._on_ready, self.inst, self.generation, port, healthy)
+        self.report.ready(port, healthy)
         if not healthy and time.monotonic() < deadline:
             # Not confirmed by policy, but `depends_on: healthy` may want to know.
             if await check_serving(port):
-                self._post(self._on_ready, self.inst, self.generation, port, True)
+                self.report.ready(port, True)
+
+
+class ProcessChild:
+    """A real child (:class:`runtime.supervisor.child.Child`): an OS process leading its own group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @property
+    def pid(self) -> int:
+        """The process id, also its process group id."""
+        return self.proc.pid
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the child's process group; False if it is already gone."""
+        return signal_group(self.proc.pid, sig)
+
+    async def watch(self, report: ChildReport) -> None:
+        """Follow output, READY, health and exit (see :class:`ChildWatch`)."""
+        await ChildWatch(self.proc, report).run()
+
+
+async def spawn_child(argv: list[str], env: dict[str, str], cwd: str) -> ProcessChild:
+    """The real spawn function of the lifecycle (``runtime.supervisor.child.Spawn``).
+
+    Raises:
+        FileNotFoundError: ``argv[0]`` is neither a path that exists nor on PATH (checked first:
+            under setpriv a missing program would only show as an exit code).
+        OSError: the process could not be started.
+    """
+    if not os.path.exists(argv[0]) and not shutil.which(argv[0]):
+        raise FileNotFoundError(errno.ENOENT, "command not found", argv[0])
+    return ProcessChild(await spawn(argv, env=env, cwd=cwd))

@@ -18,6 +18,7 @@ class ProcessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_STATE_EXITED: _ClassVar[ProcessState]
     PROCESS_STATE_FATAL: _ClassVar[ProcessState]
     PROCESS_STATE_WAITING: _ClassVar[ProcessState]
+    PROCESS_STATE_SKIPPED: _ClassVar[ProcessState]
 
 class ProcessEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +46,7 @@ PROCESS_STATE_STOPPING: ProcessState
 PROCESS_STATE_EXITED: ProcessState
 PROCESS_STATE_FATAL: ProcessState
 PROCESS_STATE_WAITING: ProcessState
+PROCESS_STATE_SKIPPED: ProcessState
 PROCESS_EVENT_KIND_UNSPECIFIED: ProcessEventKind
 PROCESS_EVENT_KIND_SPAWNED: ProcessEventKind
 PROCESS_EVENT_KIND_READY: ProcessEventKind
