@@ -43,7 +43,6 @@ READY_POLL_S = 0.05
 DEFAULT_LINGER_S = 30.0
 RUNNING = "RUNNING"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"  # instructors and tests: how fast a dead kernel's lease lapses
-SKIPPED_PREFIX = "skipped"
 _DEAD_STATES = (supervisor_pb2.PROCESS_STATE_FATAL, supervisor_pb2.PROCESS_STATE_EXITED)
 
 # One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same
@@ -373,9 +372,8 @@ def _live_handle(lab_dir: Path) -> Lab | None:
 
 
 def _is_ready_or_skipped(p: supervisor_pb2.ProcessInfo) -> bool:
-    if p.state == supervisor_pb2.PROCESS_STATE_RUNNING:
-        return True
-    return p.state == supervisor_pb2.PROCESS_STATE_STOPPED and p.last_exit_reason.startswith(SKIPPED_PREFIX)
+    # SKIPPED: its `requires` is missing; it will not run, so nobody waits for it.
+    return p.state in (supervisor_pb2.PROCESS_STATE_RUNNING, supervisor_pb2.PROCESS_STATE_SKIPPED)
 
 
 def _instance_id(service: str, instance: str | int | None) -> str:

@@ -113,7 +113,7 @@ class SupervisorFollower(ChannelTask):
                 self.store.apply(
                     p.service, p.instance_id, UNHEALTHY, _join("FATAL", p.last_exit_reason), source=SOURCE
                 )
-            elif p.state in (P.PROCESS_STATE_STOPPED, P.PROCESS_STATE_EXITED):
+            elif p.state in (P.PROCESS_STATE_STOPPED, P.PROCESS_STATE_EXITED, P.PROCESS_STATE_SKIPPED):
                 self.store.apply(
                     p.service,
                     p.instance_id,
