@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import psutil
 import pytest
+from waiting import wait_until
 
 from calculator.client import CalculatorClient
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
@@ -21,50 +20,11 @@ from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
 WAIT_S = 10.0
 DEAD_MAN_LIMIT_S = 1.0
-LAB_YAML = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  logger:
-    command: [python, -m, runtime.services.logger]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  chaos:
-    command: [python, -m, runtime.services.chaos]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  calculator:
-    command: [python, -m, calculator.server]
-    instances: 2
-    restart: always
-    restart_delay_s: 0.2
-    depends_on: {broker: ready}
-"""
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
-    config = tmp_path / "chaos-lab.yaml"
-    config.write_text(LAB_YAML)
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
-
-
-def wait_until(pred, what: str, timeout_s: float = WAIT_S):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+def lab(lab_factory) -> Lab:
+    return lab_factory("chaos")
 
 
 def instance_row(lab: Lab, instance: str):
@@ -103,13 +63,13 @@ def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: L
         client.add(2, 3)
         return time.monotonic() - started
 
-    wait_until(lambda: timed() >= 0.5, "the delay to reach the agents", 3)
+    wait_until(lambda: timed() >= 0.5, 3, "the delay to reach the agents")
     assert min(timed() for _ in range(4)) >= 0.5  # both instances, round robin
     with pytest.raises(ClientError) as info:
         CalculatorClient(lab.broker_address, timeout_s=0.2).add(2, 3)
     assert info.value.code == "DEADLINE_EXCEEDED"
     assert lab.clear(fid) == 1
-    wait_until(lambda: timed() < 0.1, "fast calls after clear", 3)
+    wait_until(lambda: timed() < 0.1, 3, "fast calls after clear")
     assert max(timed() for _ in range(4)) < 0.25
     assert lab.faults().empty
     client.close()
@@ -119,19 +79,19 @@ def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab:
     direct = Direct(lab, "calculator-1")
     try:
         fid = lab.inject("calculator", "error_inject", instance=1, error_rate=1.0)
-        err = wait_until(lambda: direct.add()[1], "injected errors", 3)
+        err = wait_until(lambda: direct.add()[1], 3, "injected errors")
         assert err.code() == grpc.StatusCode.UNAVAILABLE and err.details() == f"injected fault {fid}"
 
         def logged():
             df = lab.logs(service="calculator", level="ERROR", search="injected error")
             return not df.empty and set(df.instance) == {"calculator-1"}
 
-        wait_until(logged, "the injected errors in the calculator's logs", 5)
+        wait_until(logged, 5, "the injected errors in the calculator's logs")
         lab.clear(fid)
-        wait_until(lambda: direct.add()[1] is None, "calls succeed after clear", 3)
+        wait_until(lambda: direct.add()[1] is None, 3, "calls succeed after clear")
 
         lab.inject("calculator", "packet_loss", instance="calculator-1", packet_loss_pct=50)
-        wait_until(lambda: direct.add()[1] is not None, "the first dropped call", 3)
+        wait_until(lambda: direct.add()[1] is not None, 3, "the first dropped call")
         lost = sum(direct.add()[1] is not None for _ in range(60))
         assert 10 <= lost <= 50, f"{lost} of 60 calls dropped at 50 % loss"
         # Through discovery, a dropped call is retried once on the next instance (calculator-2).
@@ -148,27 +108,27 @@ def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: Lab) -
     proc = psutil.Process(int(instance_row(lab, "calculator-2").pid))
     threads = proc.num_threads()
     fid = lab.inject("calculator", "cpu_hog", instance=2, cpu_threads=2)
-    wait_until(lambda: proc.num_threads() >= threads + 2, "two busy threads")
+    wait_until(lambda: proc.num_threads() >= threads + 2, WAIT_S, "two busy threads")
     cpu0 = sum(proc.cpu_times()[:2])
     # An idle calculator uses a few ms of CPU per second; two busy threads close to two cores
     # (less on a shared, loaded machine: hence a wait, not a fixed window).
-    wait_until(lambda: sum(proc.cpu_times()[:2]) - cpu0 >= 0.5, "the hog threads to burn 0.5 s of CPU", 5)
+    wait_until(lambda: sum(proc.cpu_times()[:2]) - cpu0 >= 0.5, 5, "the hog threads to burn 0.5 s of CPU")
     lab.clear(fid)
-    wait_until(lambda: proc.num_threads() <= threads, "the busy threads to stop")
+    wait_until(lambda: proc.num_threads() <= threads, WAIT_S, "the busy threads to stop")
 
     rss = proc.memory_info().rss
     fid = lab.inject("calculator", "memory_leak", instance=2, memory_mb=128)
-    wait_until(lambda: proc.memory_info().rss - rss >= 100 * 2**20, "RSS to grow by ~128 MiB")
+    wait_until(lambda: proc.memory_info().rss - rss >= 100 * 2**20, WAIT_S, "RSS to grow by ~128 MiB")
     lab.clear(fid)
-    wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, "the leaked memory to be released")
+    wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, WAIT_S, "the leaked memory to be released")
 
 
 def test_faults_expire_by_ttl(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
         lab.inject("calculator", "delay", duration_s=1, delay_ms=300)
-        wait_until(lambda: direct.add()[0] >= 0.3, "the delay", 3)
-        wait_until(lambda: direct.add()[0] < 0.1, "the delay to expire", 3)
+        wait_until(lambda: direct.add()[0] >= 0.3, 3, "the delay")
+        wait_until(lambda: direct.add()[0] < 0.1, 3, "the delay to expire")
         assert lab.faults().empty
     finally:
         direct.close()
@@ -178,10 +138,10 @@ def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: Lab) -> N
     direct = Direct(lab, "calculator-1")
     try:
         lab.inject("calculator", "delay", delay_ms=300)  # no TTL: only the dead-man switch ends it
-        wait_until(lambda: direct.add()[0] >= 0.3, "the delay", 3)
+        wait_until(lambda: direct.add()[0] >= 0.3, 3, "the delay")
         killed = lab.kill("chaos")
         killed_at = time.monotonic()
-        wait_until(lambda: direct.add()[0] < 0.1, "the agent to drop the fault", 3)
+        wait_until(lambda: direct.add()[0] < 0.1, 3, "the agent to drop the fault")
         took = time.monotonic() - killed_at
         assert took <= DEAD_MAN_LIMIT_S, f"faults dropped {took:.2f} s after the chaos service died"
         lab.wait_restarted("chaos-1", killed["pid"])
@@ -270,9 +230,11 @@ def test_chaos_panel_buttons_and_live_chart(lab: Lab) -> None:
     panel.show()
     try:
         assert panel.probe is not None
-        wait_until(lambda: panel.redraws > 0, "the first redraw")
+        wait_until(lambda: panel.redraws > 0, WAIT_S, "the first redraw")
         panel.inject_latency()
-        wait_until(lambda: (panel.probe.frame().latency_ms >= 300).any(), "a slow sample on the chart")
+        wait_until(
+            lambda: (panel.probe.frame().latency_ms >= 300).any(), WAIT_S, "a slow sample on the chart"
+        )
         assert "cleared" in panel.clear_all()
         old = int(lab.status("calculator").set_index("instance").pid["calculator-1"])
         assert "calculator-1 crashed" in panel.crash()

@@ -5,66 +5,19 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from runtime.errors import ClientError
 from runtime.lab import Lab
 
 WAIT_S = 10.0
-LAB_YAML = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  config:
-    command: [python, -m, runtime.services.config]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  state:
-    command: [python, -m, runtime.services.state]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  calculator:
-    command: [python, -m, calculator.server]
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {broker: ready}
-  worker:
-    command: [python, -m, runtime.services.state.worker, --serve, --tick-ms, "100"]
-    instances: 2
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {state: ready}
-"""
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lab_dir: Path):
-    config = tmp_path / "state-lab.yaml"
-    config.write_text(LAB_YAML)
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
-
-
-def wait_until(pred, what: str, timeout_s: float = WAIT_S):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = pred()
-        except Exception:  # noqa: BLE001 - a service may be (re)starting
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def lab(lab_factory) -> Lab:
+    return lab_factory("config-state")
 
 
 def concurrent_adds(calc, n: int) -> list[str]:
@@ -90,17 +43,27 @@ def test_calculator_follows_max_connections_without_restart(lab: Lab):
     lab.config_set("calculator", "work_ms", 300)
     lab.config_set("calculator", "max_connections", 1)
     wait_until(
-        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4), "calls beyond max_connections refused"
+        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
+        WAIT_S,
+        "calls beyond max_connections refused",
+        ignore=(Exception,),
     )
     lab.config_set("calculator", "max_connections", 100)
     lab.config_set("calculator", "work_ms", 0)
-    wait_until(lambda: concurrent_adds(calc, 4) == ["OK"] * 4, "every call served again")
+    wait_until(
+        lambda: concurrent_adds(calc, 4) == ["OK"] * 4, WAIT_S, "every call served again", ignore=(Exception,)
+    )
     # The calculator's watch reconnects after the config service was killed and restarted.
     old = lab.kill("config")
     lab.wait_restarted("config-1", old["pid"])
     lab.config_set("calculator", "work_ms", 300)
     lab.config_set("calculator", "max_connections", 1)
-    wait_until(lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4), "the limit after a config restart")
+    wait_until(
+        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
+        WAIT_S,
+        "the limit after a config restart",
+        ignore=(Exception,),
+    )
     lab.config_set("calculator", "max_connections", 100)
     lab.config_set("calculator", "work_ms", 0)
     assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
@@ -112,7 +75,9 @@ def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
     watch = lab.watch_config("demo", seen.append)
     try:
         lab.config_set("demo", "greeting", "hello")
-        wait_until(lambda: [s["value"] for s in seen] == ["hello"], "the first value")
+        wait_until(
+            lambda: [s["value"] for s in seen] == ["hello"], WAIT_S, "the first value", ignore=(Exception,)
+        )
         with pytest.raises(ClientError) as info:
             lab.config_set("demo", "n", "x", "int")
         assert info.value.code == "INVALID_ARGUMENT"
@@ -121,9 +86,19 @@ def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
         assert info.value.code == "NOT_FOUND" and "missing" in str(info.value)
         old = lab.kill("config")
         lab.wait_restarted("config-1", old["pid"])
-        wait_until(lambda: lab.config_get("demo", "greeting")["version"] == 1, "the value after the restart")
+        wait_until(
+            lambda: lab.config_get("demo", "greeting")["version"] == 1,
+            WAIT_S,
+            "the value after the restart",
+            ignore=(Exception,),
+        )
         lab.config_set("demo", "greeting", "again")
-        wait_until(lambda: seen[-1]["value"] == "again", "the watch to reconnect and see the change")
+        wait_until(
+            lambda: seen[-1]["value"] == "again",
+            WAIT_S,
+            "the watch to reconnect and see the change",
+            ignore=(Exception,),
+        )
         assert watch.reconnects >= 1
     finally:
         watch.stop()
@@ -152,10 +127,25 @@ def test_serving_workers_elect_one_leader_and_fail_over(lab: Lab):
         value = lab.state_get("leader/fenced")["value"]
         return json.loads(value) if value else None
 
-    first = wait_until(lambda: (r := record()) and r["writes"] >= 3 and r, "a leader's fenced writes")
-    wait_until(lambda: record()["writes"] >= first["writes"] + 3, "the leader to keep writing")
+    first = wait_until(
+        lambda: (r := record()) and r["writes"] >= 3 and r,
+        WAIT_S,
+        "a leader's fenced writes",
+        ignore=(Exception,),
+    )
+    wait_until(
+        lambda: record()["writes"] >= first["writes"] + 3,
+        WAIT_S,
+        "the leader to keep writing",
+        ignore=(Exception,),
+    )
     assert record()["token"] == first["token"]  # one leader, one token, while nobody fails
     leader = first["owner"]
     lab.kill("worker", leader.split()[0])  # owner: "worker-2 pid 4242"
-    after = wait_until(lambda: (r := record()) and r["owner"] != leader and r, "another worker to take over")
+    after = wait_until(
+        lambda: (r := record()) and r["owner"] != leader and r,
+        WAIT_S,
+        "another worker to take over",
+        ignore=(Exception,),
+    )
     assert after["token"] > first["token"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from runtime.errors import ServiceNotFound
 from runtime.lab import Lab
@@ -14,46 +14,12 @@ from runtime.lab.health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
 
 WAIT_S = 10.0
 REBUILD_LIMIT_S = 2.0
-LAB_YAML = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  health:
-    command: [python, -m, runtime.services.health]
-    restart: always
-    restart_delay_s: 0.1
-    depends_on: {broker: ready}
-  calculator:
-    command: [python, -m, calculator.server]
-    instances: 2
-    max_instances: 4
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {broker: ready}
-"""
+SAMPLED_AFTER_RESTART_S = 0.5
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lab_dir: Path):
-    config = tmp_path / "health-lab.yaml"
-    config.write_text(LAB_YAML)
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
-
-
-def wait_until(pred, what: str, timeout_s: float = WAIT_S):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+def lab(lab_factory) -> Lab:
+    return lab_factory("health")
 
 
 def all_healthy(lab: Lab, instances: set[str]) -> bool:
@@ -82,12 +48,12 @@ class LookupSampler(threading.Thread):
 
 def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(lab: Lab):
     instances = {"broker-1", "health-1", "calculator-1", "calculator-2"}
-    wait_until(lambda: all_healthy(lab, instances), "every instance HEALTHY")
+    wait_until(lambda: all_healthy(lab, instances), WAIT_S, "every instance HEALTHY")
     seen: list[tuple[float, HealthChange]] = []
     watch = lab.watch_health(lambda c: seen.append((time.monotonic(), c)))
     sampler = LookupSampler(lab)
     try:
-        wait_until(lambda: watch.connected.is_set(), "the health watch to connect")
+        wait_until(lambda: watch.connected.is_set(), WAIT_S, "the health watch to connect")
         sampler.start()
         victim = lab.kill("calculator", 1)
         killed_at = time.monotonic()
@@ -99,7 +65,7 @@ def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(
                 if c.instance == "calculator-1" and c.new_state == "HEALTHY" and t > killed_at
             ]
 
-        wait_until(back_healthy, "calculator-1 HEALTHY again")
+        wait_until(back_healthy, WAIT_S, "calculator-1 HEALTHY again")
     finally:
         sampler.halt.set()
         sampler.join(5)
@@ -130,10 +96,10 @@ def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(
 
 def test_health_service_restart_rebuilds_states_within_2_s(lab: Lab):
     instances = {"broker-1", "calculator-1", "calculator-2"}
-    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), "every instance HEALTHY")
+    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), WAIT_S, "every instance HEALTHY")
     old = lab.kill("health")
     killed_at = time.monotonic()
-    wait_until(lambda: all_healthy(lab, instances), "states rebuilt after the health service restart")
+    wait_until(lambda: all_healthy(lab, instances), WAIT_S, "states rebuilt after the health service restart")
     took = time.monotonic() - killed_at
     assert took <= REBUILD_LIMIT_S, f"states were rebuilt after {took:.2f} s"
     status = lab.status()
@@ -144,7 +110,7 @@ def test_health_service_restart_rebuilds_states_within_2_s(lab: Lab):
 
 
 def test_health_views_frames_and_errors(lab: Lab):
-    wait_until(lambda: all_healthy(lab, {"calculator-1", "calculator-2"}), "calculators HEALTHY")
+    wait_until(lambda: all_healthy(lab, {"calculator-1", "calculator-2"}), WAIT_S, "calculators HEALTHY")
     df = lab.health()
     assert list(df.columns) == HEALTH_COLUMNS
     assert set(df.instance) >= {"broker-1", "health-1", "calculator-1", "calculator-2"}
@@ -158,14 +124,18 @@ def test_health_views_frames_and_errors(lab: Lab):
 
 def test_graceful_health_service_restart_keeps_every_instance_in_discovery(lab: Lab):
     instances = {"broker-1", "calculator-1", "calculator-2"}
-    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), "every instance HEALTHY")
+    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), WAIT_S, "every instance HEALTHY")
     sampler = LookupSampler(lab)
     sampler.start()
     try:
         lab.restart("health")
         started = time.monotonic()
-        wait_until(lambda: all_healthy(lab, instances), "states rebuilt after the graceful restart")
-        time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+        wait_until(lambda: all_healthy(lab, instances), WAIT_S, "states rebuilt after the graceful restart")
+        wait_until(
+            lambda: sampler.samples and sampler.samples[-1][0] - started >= SAMPLED_AFTER_RESTART_S,
+            WAIT_S,
+            f"lookups sampled for {SAMPLED_AFTER_RESTART_S} s after the restart",
+        )
     finally:
         sampler.halt.set()
         sampler.join(5)

@@ -19,10 +19,8 @@ SMALL = LABS / "small.yaml"
 
 
 @pytest.fixture
-def lab(lab_dir: Path):
-    lab = Lab.up(lab_dir=lab_dir, config=SMALL, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
+def lab(lab_factory) -> Lab:
+    return lab_factory("small")
 
 
 def test_up_starts_every_service_and_down_stops_them(lab_dir: Path) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import grpc
 import pytest
+from waiting import wait_until
 
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.identity import ENV_LOAD_MAX_ACTIVE_TESTS
@@ -15,43 +15,13 @@ from runtime.lab.load import ACTIVE_COLUMNS, METRIC_COLUMNS
 from runtime.services.load.settings import DEFAULT_SETTINGS as LIMITS
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
-LAB_YAML = """
-linger_s: 2
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.1
-    sticky_port: true
-  calculator:
-    command: [python, -m, calculator.server]
-    instances: 2
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {broker: ready}
-  loadgen:
-    command: [python, -m, runtime.services.load]
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {broker: ready}
-"""
+WAIT_S = 10.0
+FREEZE_S = 0.5  # how long calculator-1 is SIGSTOPped: the scenario, not a wait for an event
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lab_dir: Path):
-    config = tmp_path / "load-lab.yaml"
-    config.write_text(LAB_YAML)
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
-
-
-def wait_until(pred, what: str, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
+def lab(lab_factory) -> Lab:
+    return lab_factory("load")
 
 
 def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
@@ -78,7 +48,7 @@ def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
 
 def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: Lab):
     test = lab.start_load("calculator", rps=100, duration_s=60)
-    wait_until(lambda: len(test.frame) >= 1, "the first metrics")
+    wait_until(lambda: len(test.frame) >= 1, WAIT_S, "the first metrics")
     started = time.monotonic()
     summary = test.stop()
     assert time.monotonic() - started < 2.0
@@ -89,15 +59,17 @@ def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: L
 
     other = lab.start_load("calculator", rps=50, duration_s=60)
     other.close()  # the notebook lets go of the stream: the service stops the test
-    wait_until(lambda: lab.load_tests().empty, "the abandoned test to end")
+    wait_until(lambda: lab.load_tests().empty, WAIT_S, "the abandoned test to end")
 
 
 def test_latency_counts_from_the_intended_send_time(lab: Lab):
     """calculator-1 freezes for 0.5 s: the requests due meanwhile wait, and their latency shows it."""
     test = lab.start_load("calculator", rps=200, duration_s=2, timeout_ms=3000)
+    # The scenario's timeline, not a wait for an event: the load service reports per second only,
+    # and the freeze must fall inside this 2 s run.
     time.sleep(0.6)
     lab.kill("calculator", 1, signal="SIGSTOP")
-    time.sleep(0.5)
+    time.sleep(FREEZE_S)
     lab.kill("calculator", 1, signal="SIGCONT")
     assert test.wait(10)
     s = test.summary()
@@ -112,7 +84,7 @@ def test_latency_counts_from_the_intended_send_time(lab: Lab):
 
 def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
     test = lab.start_load("calculator", rps=200, duration_s=3)
-    wait_until(lambda: len(test.frame) >= 1, "the first second of load")
+    wait_until(lambda: len(test.frame) >= 1, WAIT_S, "the first second of load")
     lab.kill("calculator", 1)  # SIGKILL
     assert test.wait(10)
     s = test.summary()
@@ -158,10 +130,10 @@ def test_bad_input_gets_the_right_status(lab: Lab):
 def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab: Lab):
     """Both calculators frozen, one slot: the backlog does not grow without bound, nothing is omitted."""
     test = lab.start_load("calculator", rps=100, duration_s=2, concurrency=1, timeout_ms=200)
-    time.sleep(0.5)
+    time.sleep(0.5)  # the scenario's timeline (the freeze falls inside this 2 s run)
     for i in (1, 2):
         lab.kill("calculator", i, signal="SIGSTOP")
-    time.sleep(0.6)
+    time.sleep(0.6)  # the scenario: both frozen for three 200 ms deadlines
     for i in (1, 2):
         lab.kill("calculator", i, signal="SIGCONT")
     assert test.wait(10)

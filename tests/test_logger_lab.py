@@ -6,41 +6,17 @@ These need the supervisor daemon to forward its children's output to a LogShippe
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from runtime.agent import log_handler
 from runtime.lab import Lab
 
 WAIT_S = 15.0
-LAB_YAML = textwrap.dedent(
-    """\
-    linger_s: 2
-    services:
-      broker:
-        command: [python, -m, runtime.services.broker]
-        restart_delay_s: 0.1
-        sticky_port: true
-      logger:
-        command: [python, -m, runtime.services.logger]
-        restart_delay_s: 0.1
-        depends_on: {broker: ready}
-      calculator:
-        command: [python, -m, calculator.server]
-        restart_delay_s: 0.2
-        depends_on: {broker: ready}
-    """
-)
 
 
 @pytest.fixture
-def lab(tmp_path, lab_dir):
-    config = tmp_path / "lab.yaml"
-    config.write_text(LAB_YAML)
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=2, timeout_s=30)
-    yield lab
-    lab.down()
+def lab(lab_factory) -> Lab:
+    return lab_factory("logger")
 
 
 def test_req_123_through_the_lab_api(lab):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from runtime import Lab
 from runtime.errors import ClientError
@@ -21,50 +20,12 @@ TS_SERVER = ROOT / "calculator" / "node" / "dist" / "server.js"
 RUST_CLIENT = ROOT / "calculator" / "rust" / "target" / "release" / "calculator-client"
 CPP_CLIENT = ROOT / "calculator" / "cpp" / "build" / "calculator-client"
 TS_CLIENT = ROOT / "calculator" / "node" / "dist" / "client.js"
-GHOST = "/nonexistent/ghost-client"  # a job whose build is missing
+GHOST = "/nonexistent/ghost-client"  # a job whose build is missing (tests/labs/polyglot.yaml)
 RECOVER_TIMEOUT_S = 15.0
 
 
-def _config(node: str) -> str:
-    # Absolute paths: the config lives in tmp, so its folder is the "project root" for relative ones.
-    return f"""
-linger_s: 5
-services:
-  broker:
-    command: [python, -m, runtime.services.broker]
-    restart: always
-    restart_delay_s: 0.2
-    sticky_port: true
-  calculator-ts:
-    command: [{node}, {TS_SERVER}]
-    restart: always
-    restart_delay_s: 0.3
-    depends_on: {{broker: ready}}
-    language: typescript
-jobs:
-  client-python:
-    command: [python, -m, calculator.client]
-    language: python
-  client-typescript:
-    command: [{node}, {TS_CLIENT}]
-    language: typescript
-    requires: [{TS_CLIENT}]
-  client-rust:
-    command: [{RUST_CLIENT}]
-    language: rust
-    requires: [{RUST_CLIENT}]
-  client-cpp:
-    command: [{CPP_CLIENT}]
-    language: cpp
-    requires: [{CPP_CLIENT}]
-  client-ghost:
-    command: [{GHOST}]
-    requires: [{GHOST}]
-"""
-
-
 @pytest.fixture
-def ts_lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
+def ts_lab(lab_factory) -> Lab:
     node = shutil.which("node")
     if node is None or not TS_SERVER.exists():
         reason = (
@@ -73,17 +34,10 @@ def ts_lab(tmp_path: Path, lab_dir: Path) -> Iterator[Lab]:
         if os.environ.get("CI") or os.environ.get("LAB_REQUIRE_POLYGLOT") == "1":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    config = tmp_path / "lab.yaml"
-    config.write_text(_config(node))
-    lab = Lab.up(lab_dir=lab_dir, config=config, linger_s=5, timeout_s=60)
-    try:
-        # READY comes before the registration at the broker (as with the Python agent): wait for it.
-        lab.wait_for(
-            lambda: _ts_instance(lab)[0], timeout_s=RECOVER_TIMEOUT_S, what="calculator-ts-1 registered"
-        )
-        yield lab
-    finally:
-        lab.down()
+    lab = lab_factory("polyglot", linger_s=5, timeout_s=60, NODE=node)
+    # READY comes before the registration at the broker (as with the Python agent): wait for it.
+    lab.wait_for(lambda: _ts_instance(lab)[0], timeout_s=RECOVER_TIMEOUT_S, what="calculator-ts-1 registered")
+    return lab
 
 
 def _built_clients() -> list[str]:
@@ -121,14 +75,11 @@ def test_typescript_server_killed_is_restarted_and_reregistered(ts_lab: Lab) -> 
     assert old_pid, ts_lab.lookup("calculator")
     killed = ts_lab.kill("calculator-ts", signal="SIGKILL")
     assert killed["pid"] == old_pid
-    deadline = time.monotonic() + RECOVER_TIMEOUT_S
-    new_pid = 0
-    while time.monotonic() < deadline:
-        new_pid, _ = _ts_instance(ts_lab)
-        if new_pid and new_pid != old_pid:
-            break
-        time.sleep(0.05)
-    assert new_pid and new_pid != old_pid, f"calculator-ts-1 not re-registered; events:\n{ts_lab.events()}"
+    wait_until(
+        lambda: (pid := _ts_instance(ts_lab)[0]) != old_pid and pid,
+        RECOVER_TIMEOUT_S,
+        "calculator-ts-1 re-registered under a new pid",
+    )
     status = ts_lab.status("calculator-ts")
     assert int(status.iloc[0]["restarts"]) >= 1
     language = "rust" if RUST_CLIENT.exists() else "python"
