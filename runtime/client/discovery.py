@@ -13,7 +13,6 @@ on the next.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ import grpc
 from runtime.client import correlation
 from runtime.client.rotation import Member, Rotation
 from runtime.errors import DiscoveryError
-from runtime.identity import ENV_BROKER_ADDR
+from runtime.identity import ENV_BROKER_ADDR, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 log = logging.getLogger("runtime.client.discovery")
@@ -87,7 +86,7 @@ class DiscoveryChannel(grpc.Channel):
         watch: bool = True,
     ) -> None:
         self.service = service
-        self.broker_address = broker_address or os.environ.get(ENV_BROKER_ADDR, "")
+        self.broker_address = broker_address or broker_address_from_env()
         if not self.broker_address:
             raise DiscoveryError(
                 f"no broker address to look up {service}: set {ENV_BROKER_ADDR} or pass broker_address= "

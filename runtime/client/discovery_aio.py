@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import grpc
@@ -23,7 +22,7 @@ from runtime.client import correlation
 from runtime.client.discovery import CHANNEL_OPTIONS, DEFAULT_TIMEOUT_S, lookup_failed, no_instances
 from runtime.client.rotation import Member, Rotation
 from runtime.errors import DiscoveryError
-from runtime.identity import ENV_BROKER_ADDR
+from runtime.identity import ENV_BROKER_ADDR, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 log = logging.getLogger("runtime.client.discovery")
@@ -45,7 +44,7 @@ class AioDiscoveryChannel:
         self, service: str, broker_address: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
     ):
         self.service = service
-        self.broker_address = broker_address or os.environ.get(ENV_BROKER_ADDR, "")
+        self.broker_address = broker_address or broker_address_from_env()
         if not self.broker_address:
             raise DiscoveryError(
                 f"no broker address to look up {service}: set {ENV_BROKER_ADDR} or pass broker_address="

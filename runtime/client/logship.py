@@ -16,7 +16,6 @@ The supervisor's output hook is ``shipper.on_output`` (same arguments as entry_f
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 import grpc
 
 from runtime.client.jsonlog import parse_line
-from runtime.identity import ENV_BROKER_ADDR
+from runtime.identity import ENV_BROKER_ADDR, LOGGER_GRPC_SERVICE, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc, logger_pb2, logger_pb2_grpc
 
-LOGGER_GRPC_SERVICE = "runtime.v1.LoggerService"
 BUFFER_MAX = 100_000  # entries kept while the logger is unreachable; beyond: oldest dropped
 BATCH_MAX = 1000  # entries per StreamLogs call
 CARRIER_SIZE = 250  # entries per gRPC message (one carrier LogEntry)
@@ -104,11 +102,9 @@ class LogShipper:
         name: str = "shipper",
         buffer_max: int = BUFFER_MAX,
     ) -> None:
-        self.broker_address = (
-            broker_address if broker_address is not None else os.environ.get(ENV_BROKER_ADDR, "")
-        )
+        self.broker_address = broker_address_from_env() if broker_address is None else broker_address
         if not self.broker_address and not logger_address:
-            raise ValueError("LogShipper needs a broker address (or LAB_BROKER_ADDR) or a logger address")
+            raise ValueError(f"LogShipper needs a broker address (or {ENV_BROKER_ADDR}) or a logger address")
         self.fixed_address = logger_address
         self.name = name
         self.stats = ShipperStats()
