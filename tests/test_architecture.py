@@ -2,8 +2,8 @@
 
 Imports run one way (DESIGN.md, README "Architecture"): the lab API and widgets -> client ->
 contracts; services -> agent -> client -> contracts; supervisor -> contracts; calculator (the demo)
--> runtime. Each module belongs to one layer; ``RULES`` says what a layer may import besides
-itself. Only first-party imports count (``runtime``, ``widgets``, ``calculator``); imports inside
+-> runtime; notebooks -> the public API. Each module (and each notebook, read cell by cell) belongs
+to one layer; ``RULES`` says what a layer may import besides itself. Only first-party imports count (``runtime``, ``widgets``, ``calculator``); imports inside
 functions and under ``TYPE_CHECKING`` count too (a lazy import is still a dependency), and
 ``from runtime import identity`` counts as ``runtime.identity``.
 
@@ -14,6 +14,7 @@ A module no layer covers is reported too, so a new top-level module has to be pl
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,20 @@ RULES: tuple[Rule, ...] = (
         ("runtime", "runtime.*"),
         "the demo sits on top of the runtime; it is no notebook view, so no widgets",
     ),
+    Rule(
+        "notebooks",
+        ("notebooks.*",),
+        (
+            "runtime",
+            "runtime.lab.*",
+            "runtime.client.*",
+            "runtime.errors.*",
+            "runtime.v1.*",
+            "widgets.*",
+            "calculator.*",
+        ),
+        "a lesson drives the lab through its public API; it embeds no agent, service or supervisor",
+    ),
 )
 
 
@@ -155,7 +170,7 @@ def layer_of(module: str) -> tuple[Rule, tuple[str, ...]] | None:
 @dataclass(frozen=True)
 class Violation:
     path: str
-    line: int
+    line: int  # the line in a module, the code cell (1-based) in a notebook
     module: str
     imported: str
     layer: str
@@ -167,10 +182,10 @@ class Violation:
             )
         found = layer_of(self.module)
         allowed = ", ".join(found[1]) if found else "?"
-        return (
-            f"{self.path}:{self.line}: {self.module} imports {self.imported}, but {self.layer} "
-            f"may import only {allowed}"
+        where = (
+            f"{self.path} cell {self.line}" if self.path.endswith(".ipynb") else f"{self.path}:{self.line}"
         )
+        return f"{where}: {self.module} imports {self.imported}, but {self.layer} may import only {allowed}"
 
 
 def modules_under(root: Path) -> dict[str, Path]:
@@ -189,7 +204,19 @@ def modules_under(root: Path) -> dict[str, Path]:
     for top in FIRST_PARTY:
         if (root / top / "__init__.py").is_file():
             walk(root / top, top)
+    for notebook in sorted((root / "notebooks").glob("*.ipynb")):
+        found[f"notebooks.{notebook.stem}"] = notebook
     return found
+
+
+def code_cells(notebook: Path) -> Iterator[tuple[int, str]]:
+    """(cell number, Python source) of each code cell; IPython turns %magics and !shell into Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    to_python = TransformerManager().transform_cell
+    cells = json.loads(notebook.read_text())["cells"]
+    for number, cell in enumerate((c for c in cells if c["cell_type"] == "code"), start=1):
+        yield number, to_python("".join(cell["source"]))
 
 
 def imports_of(source: str, module: str, is_package: bool, known: set[str]) -> Iterator[tuple[int, str]]:
@@ -222,7 +249,10 @@ def check(root: Path) -> list[Violation]:
             found.append(Violation(rel, 0, module, "", ""))
             continue
         rule, allowed = placed
-        seen = set(imports_of(path.read_text(), module, path.name == "__init__.py", names))
+        if path.suffix == ".ipynb":
+            seen = {(n, m) for n, src in code_cells(path) for _, m in imports_of(src, module, False, names)}
+        else:
+            seen = set(imports_of(path.read_text(), module, path.name == "__init__.py", names))
         for line, imported in sorted(seen):
             if imported.split(".")[0] not in FIRST_PARTY:
                 continue
@@ -330,6 +360,23 @@ def test_checker_reports_a_broken_rule(
     assert (module, imported) in _violations(tmp_path, {rel: text})
 
 
+def _notebook(*cells: str) -> str:
+    code = [{"cell_type": "code", "source": text, "metadata": {}, "outputs": []} for text in cells]
+    return json.dumps({"cells": [{"cell_type": "markdown", "source": "# x", "metadata": {}}, *code]})
+
+
+def test_checker_reads_notebook_code_cells(tmp_path: Path) -> None:
+    lesson = _notebook(
+        "%matplotlib inline\nfrom runtime import Lab\nfrom widgets.view import V\n!ls",
+        "from calculator.client import C\nimport runtime.lab.lab",
+        "from runtime.supervisor.daemon import Daemon  # a lesson reaching into the daemon",
+    )
+    _write(tmp_path, {**SKELETON, "runtime/supervisor/daemon.py": "", "notebooks/01-x.ipynb": lesson})
+    found = [v for v in check(tmp_path) if v.path.endswith(".ipynb")]
+    assert [(v.line, v.imported) for v in found] == [(3, "runtime.supervisor.daemon")]
+    assert str(found[0]).startswith("notebooks/01-x.ipynb cell 3: notebooks.01-x imports runtime.supervisor")
+
+
 def test_checker_reports_a_module_no_rule_covers(tmp_path: Path) -> None:
     _write(tmp_path, {**SKELETON, "runtime/tools.py": ""})
     unplaced = [v for v in check(tmp_path) if not v.imported]
@@ -375,6 +422,6 @@ def test_readme_where_table_points_at_real_code() -> None:
         stale += [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
         texts = "\n".join(p.read_text() for p in paths if p.is_file())
         for name in tokens:
-            if not name.endswith(".py") and name.rpartition(".")[2] not in texts:
+            if not name.endswith(".py") and any(part not in texts for part in name.split(".")):
                 stale.append(f"{name} (not in {', '.join(t for t in tokens if t.endswith('.py'))})")
     assert not stale, f"README 'Where does X live' is stale: {stale}"
