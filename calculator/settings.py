@@ -9,7 +9,10 @@ key                     default  meaning
 ``degraded_p99_ms``     250      p99 latency above which the instance reports DEGRADED
 ======================  =======  ==========================================================
 
-A value that is missing, not an int or out of range falls back to the default (logged). Without
+The calculator registers this table as the namespace's schema (``SCHEMA``) when it connects to
+the config service, which then refuses a bad value (``max_connections = "abc"`` or ``-5``) with
+INVALID_ARGUMENT before storing it. A bad value it still meets (stored before the schema existed)
+is not applied: the key keeps its last good value, or its default, and the log says why. Without
 a config service (or a broker) the defaults apply and the calculator works as before.
 
     settings = Settings(identity.instance_id)
@@ -27,7 +30,9 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from runtime.agent import config_schema
 from runtime.agent.config_watch import ConfigWatch
+from runtime.errors import quote
 from runtime.v1 import config_pb2
 
 log = logging.getLogger("calculator.settings")
@@ -35,6 +40,18 @@ log = logging.getLogger("calculator.settings")
 NAMESPACE = "calculator"
 DEFAULTS = {"max_connections": 1000, "work_ms": 0, "degraded_p99_ms": 250}
 LIMITS = {"max_connections": (1, 100_000), "work_ms": (0, 10_000), "degraded_p99_ms": (1, 600_000)}
+MEANING = {
+    "max_connections": "calls served at once; beyond it a call gets RESOURCE_EXHAUSTED",
+    "work_ms": "simulated work per call, in milliseconds",
+    "degraded_p99_ms": "p99 latency above which the instance reports DEGRADED",
+}
+SCHEMA = config_schema.schema(
+    NAMESPACE,
+    *(
+        config_schema.int_key(key, *LIMITS[key], default=DEFAULTS[key], description=MEANING[key])
+        for key in DEFAULTS
+    ),
+)
 
 
 class Settings:
@@ -52,7 +69,8 @@ class Settings:
         self.in_flight = 0
         self.rejected = 0
         self._on_degraded_p99 = on_degraded_p99
-        self.watch = ConfigWatch(NAMESPACE, self._changed, broker_address)
+        schema = config_schema.schema(NAMESPACE, *SCHEMA.keys, registered_by=instance_id)
+        self.watch = ConfigWatch(NAMESPACE, self._changed, broker_address, schema=schema)
 
     @property
     def max_connections(self) -> int:
@@ -75,20 +93,17 @@ class Settings:
             return
         lo, hi = LIMITS[key]
         try:
-            number = int(value.value)
+            number: int | None = int(value.value)
         except ValueError:
             number = None
         if number is None or not lo <= number <= hi:
+            # The watch checks the schema first, so this is a second line of defence: keep the
+            # last good value rather than jump back to the default.
             log.warning(
-                "config %s/%s=%r is not an int in %d..%d; using %d",
-                NAMESPACE,
-                key,
-                value.value,
-                lo,
-                hi,
-                DEFAULTS[key],
-            )
-            number = DEFAULTS[key]
+                "config %s/%s=%s is not an int in %d..%d; keeping %d",
+                NAMESPACE, key, quote(value.value), lo, hi, self.values[key],
+            )  # fmt: skip
+            return
         if self.values[key] != number:
             log.info(
                 "%s: %s %d -> %d (config version %d, no restart)",

@@ -65,3 +65,43 @@ class ConfigList(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedCompositeFieldContainer[ConfigValue]
     def __init__(self, values: _Optional[_Iterable[_Union[ConfigValue, _Mapping]]] = ...) -> None: ...
+
+class ConfigKeySpec(_message.Message):
+    __slots__ = ("key", "value_type", "min", "max", "choices", "default_value", "description")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value_type: str
+    min: int
+    max: int
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    default_value: str
+    description: str
+    def __init__(self, key: _Optional[str] = ..., value_type: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., choices: _Optional[_Iterable[str]] = ..., default_value: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ConfigSchema(_message.Message):
+    __slots__ = ("namespace", "keys", "registered_by", "registered_at")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_BY_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    keys: _containers.RepeatedCompositeFieldContainer[ConfigKeySpec]
+    registered_by: str
+    registered_at: int
+    def __init__(self, namespace: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[ConfigKeySpec, _Mapping]]] = ..., registered_by: _Optional[str] = ..., registered_at: _Optional[int] = ...) -> None: ...
+
+class ConfigSchemaAck(_message.Message):
+    __slots__ = ("ok", "message", "invalid")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    message: str
+    invalid: _containers.RepeatedCompositeFieldContainer[ConfigValue]
+    def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ..., invalid: _Optional[_Iterable[_Union[ConfigValue, _Mapping]]] = ...) -> None: ...

@@ -55,6 +55,16 @@ class ConfigServiceStub:
                 request_serializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
                 response_deserializer=runtime_dot_v1_dot_config__pb2.ConfigList.FromString,
                 _registered_method=True)
+        self.RegisterSchema = channel.unary_unary(
+                '/runtime.v1.ConfigService/RegisterSchema',
+                request_serializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.SerializeToString,
+                response_deserializer=runtime_dot_v1_dot_config__pb2.ConfigSchemaAck.FromString,
+                _registered_method=True)
+        self.GetSchema = channel.unary_unary(
+                '/runtime.v1.ConfigService/GetSchema',
+                request_serializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
+                response_deserializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.FromString,
+                _registered_method=True)
 
 
 class ConfigServiceServicer:
@@ -85,6 +95,22 @@ class ConfigServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterSchema(self, request, context):
+        """Added to the seed: a consumer declares its keys' types and ranges. From then on SetConfig
+        refuses a value that breaks them with INVALID_ARGUMENT before storing it. Registering again
+        replaces the namespace's schema; keys it does not name are stored as before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchema(self, request, context):
+        """The schema of a namespace; NOT_FOUND when none is registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfigServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +133,16 @@ def add_ConfigServiceServicer_to_server(servicer, server):
                     servicer.ListConfigs,
                     request_deserializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.FromString,
                     response_serializer=runtime_dot_v1_dot_config__pb2.ConfigList.SerializeToString,
+            ),
+            'RegisterSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSchema,
+                    request_deserializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.FromString,
+                    response_serializer=runtime_dot_v1_dot_config__pb2.ConfigSchemaAck.SerializeToString,
+            ),
+            'GetSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchema,
+                    request_deserializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.FromString,
+                    response_serializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +254,60 @@ class ConfigService:
             '/runtime.v1.ConfigService/ListConfigs',
             runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
             runtime_dot_v1_dot_config__pb2.ConfigList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.ConfigService/RegisterSchema',
+            runtime_dot_v1_dot_config__pb2.ConfigSchema.SerializeToString,
+            runtime_dot_v1_dot_config__pb2.ConfigSchemaAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.ConfigService/GetSchema',
+            runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
+            runtime_dot_v1_dot_config__pb2.ConfigSchema.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,8 +8,14 @@ current values of a key (or of a whole namespace when the key is empty), then ev
 each watcher has a bounded queue (a slow one loses its oldest changes).
 
 Bad input answers INVALID_ARGUMENT (empty or too long names, unknown value_type, a value that
-does not parse as its type, values over 64 KiB); an unknown key answers NOT_FOUND; a stale
-expected_version answers FAILED_PRECONDITION naming the current version.
+does not parse as its type, values over 64 KiB, a value its namespace's schema does not allow);
+an unknown key answers NOT_FOUND; a stale expected_version answers FAILED_PRECONDITION naming the
+current version. Caller input is quoted at most 200 characters long.
+
+Schemas: a consumer (the calculator, through its ConfigWatch) registers its keys' types and ranges
+with RegisterSchema; SetConfig then refuses "calculator/max_connections = 'abc'" with
+"calculator/max_connections must be an integer between 1 and 100000; got 'abc'" before storing
+it (rules in runtime/agent/config_schema.py, shared with the consumer).
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.identity import CONFIG_DB_FILE, CONFIG_GRPC_SERVICE, lab_file
-from runtime.services.config.store import ConfigProblem, ConfigStore, VersionConflict, check_name
+from runtime.services.config.store import (
+    ConfigProblem,
+    ConfigStore,
+    SchemaViolation,
+    VersionConflict,
+    check_name,
+)
 from runtime.services.watchers import Watchers
 from runtime.v1 import config_pb2, config_pb2_grpc
 
@@ -57,10 +69,14 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.ConfigEntry, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigAck:
         """Validate and store a value; watchers see it at once."""
+        await _check_names(context, request.namespace, request.key)  # before they appear in a message
         try:
             stored = self.store.set(
                 request.namespace, request.key, request.value, request.value_type, request.expected_version
             )
+        except SchemaViolation as exc:
+            log.warning("refused %s", exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except ConfigProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{request.namespace}/{request.key}: {exc}")
         except VersionConflict as exc:
@@ -100,6 +116,42 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
             self.watchers.remove(w)
             if w.dropped:
                 log.warning("a slow watcher of %s/%s lost %d changes", ns, key or "*", w.dropped)
+
+    async def RegisterSchema(  # noqa: N802
+        self, request: config_pb2.ConfigSchema, context: grpc.aio.ServicerContext
+    ) -> config_pb2.ConfigSchemaAck:
+        """Store a namespace's schema (replacing any earlier one); names stored values that break it."""
+        try:
+            invalid = self.store.set_schema(request)
+        except ConfigProblem as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"schema not registered: {exc}")
+        ns = request.namespace
+        who = f" by {request.registered_by[:80]}" if request.registered_by else ""
+        log.info("schema of %s registered%s: %d keys", ns, who, len(request.keys))
+        message = f"schema of {ns} registered: {len(request.keys)} keys"
+        if invalid:
+            names = ", ".join(v.key for v in invalid)
+            message += f"; stored values that break it (consumers keep their last good value): {names}"
+            log.warning("config %s", message)
+        return config_pb2.ConfigSchemaAck(ok=True, message=message, invalid=invalid)
+
+    async def GetSchema(  # noqa: N802
+        self, request: config_pb2.ConfigNamespace, context: grpc.aio.ServicerContext
+    ) -> config_pb2.ConfigSchema:
+        """The registered schema of a namespace; NOT_FOUND when there is none."""
+        try:
+            check_name("namespace", request.namespace)
+        except ConfigProblem as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        found = self.store.schema(request.namespace)
+        if found is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no schema registered for namespace {request.namespace!r}; its consumer registers "
+                "one when it starts (RegisterSchema)",
+            )
+        assert found is not None  # abort raised
+        return found
 
     async def ListConfigs(  # noqa: N802
         self, request: config_pb2.ConfigNamespace, context: grpc.aio.ServicerContext

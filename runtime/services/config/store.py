@@ -3,6 +3,9 @@
 The file is ``$LAB_DIR/config.sqlite``; without LAB_DIR the store lives in memory (tests, demos).
 Every write commits before it returns, so a value survives a SIGKILL of the service.
 
+Schemas (runtime/agent/config_schema.py) live in the same file, one per namespace: a key a schema
+names only takes values its spec allows, in the spec's type.
+
     store = ConfigStore("/lab/config.sqlite")
     store.set("calculator", "max_connections", "4", "int")   # -> ConfigValue(version=1)
 """
@@ -13,12 +16,13 @@ import json
 import sqlite3
 import time
 
+from runtime.agent import config_schema
+from runtime.agent.config_schema import BOOL_WORDS, VALUE_TYPES, SchemaViolation
+from runtime.errors import quote
 from runtime.v1 import config_pb2
 
-VALUE_TYPES = ("string", "int", "bool", "json")
 MAX_NAME_CHARS = 128  # namespace and key
 MAX_VALUE_BYTES = 64 * 1024
-BOOL_WORDS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS configs (
@@ -30,12 +34,19 @@ CREATE TABLE IF NOT EXISTS configs (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (namespace, key)
 );
+CREATE TABLE IF NOT EXISTS schemas (
+    namespace TEXT PRIMARY KEY,
+    schema BLOB NOT NULL
+);
 """
 _COLUMNS = "namespace, key, value, value_type, version, updated_at"
 
 
 class ConfigProblem(ValueError):
     """Bad input: the service answers INVALID_ARGUMENT with this message."""
+
+
+__all__ = ["ConfigProblem", "ConfigStore", "SchemaViolation", "VersionConflict", "check_name", "normalize"]
 
 
 class VersionConflict(Exception):
@@ -63,7 +74,7 @@ def normalize(value: str, value_type: str) -> tuple[str, str]:
     """
     value_type = value_type or "string"
     if value_type not in VALUE_TYPES:
-        raise ConfigProblem(f"unknown value_type {value_type!r}; use one of {', '.join(VALUE_TYPES)}")
+        raise ConfigProblem(f"unknown value_type {quote(value_type)}; use one of {', '.join(VALUE_TYPES)}")
     size = len(value.encode())
     if size > MAX_VALUE_BYTES:
         raise ConfigProblem(f"value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
@@ -72,12 +83,14 @@ def normalize(value: str, value_type: str) -> tuple[str, str]:
             return str(int(value.strip())), value_type
         except ValueError:
             raise ConfigProblem(
-                f"value {value!r} is not an int (value_type int): use digits, e.g. '4'"
+                f"value {quote(value)} is not an int (value_type int): use digits, e.g. '4'"
             ) from None
     if value_type == "bool":
         word = BOOL_WORDS.get(value.strip().lower())
         if word is None:
-            raise ConfigProblem(f"value {value!r} is not a bool (value_type bool): use 'true' or 'false'")
+            raise ConfigProblem(
+                f"value {quote(value)} is not a bool (value_type bool): use 'true' or 'false'"
+            )
         return word, value_type
     if value_type == "json":
         try:
@@ -104,6 +117,9 @@ class ConfigStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
         self._db.executescript(_SCHEMA)
+        self._schemas: dict[str, config_pb2.ConfigSchema] = {}
+        for ns, blob in self._db.execute("SELECT namespace, schema FROM schemas"):
+            self._schemas[ns] = config_pb2.ConfigSchema.FromString(blob)
 
     def get(self, namespace: str, key: str) -> config_pb2.ConfigValue | None:
         """The value of one key, or None."""
@@ -123,7 +139,11 @@ class ConfigStore:
         """
         check_name("namespace", namespace)
         check_name("key", key)
-        value, value_type = normalize(value, value_type)
+        spec = config_schema.spec_of(self._schemas.get(namespace), key)
+        if spec is None:
+            value, value_type = normalize(value, value_type)
+        else:
+            value, value_type = _conform(spec, namespace, value, value_type)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             current = self.get(namespace, key)
@@ -147,6 +167,39 @@ class ConfigStore:
             raise
         return stored
 
+    def set_schema(self, schema: config_pb2.ConfigSchema) -> list[config_pb2.ConfigValue]:
+        """Store (replace) a namespace's schema; returns stored values that break it.
+
+        Raises:
+            ConfigProblem: bad names, or the schema itself is inconsistent.
+        """
+        check_name("namespace", schema.namespace)
+        for spec in schema.keys:
+            check_name("key", spec.key)
+        try:
+            config_schema.check_schema(schema)
+        except ValueError as exc:
+            raise ConfigProblem(str(exc)) from None
+        stored = config_schema.stamp(schema)
+        self._db.execute(
+            "INSERT OR REPLACE INTO schemas (namespace, schema) VALUES (?, ?)",
+            (schema.namespace, stored.SerializeToString()),
+        )
+        self._schemas[schema.namespace] = stored
+        invalid = []
+        for value in self.list(schema.namespace):
+            spec = config_schema.spec_of(stored, value.key)
+            if spec is not None:
+                try:
+                    config_schema.check(spec, value.value, value.namespace)
+                except SchemaViolation:
+                    invalid.append(value)
+        return invalid
+
+    def schema(self, namespace: str) -> config_pb2.ConfigSchema | None:
+        """The registered schema of ``namespace``, or None."""
+        return self._schemas.get(namespace)
+
     def list(self, namespace: str = "") -> list[config_pb2.ConfigValue]:
         """Every value of ``namespace`` (all namespaces when empty), sorted by namespace and key."""
         if namespace:
@@ -160,3 +213,16 @@ class ConfigStore:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
+
+
+def _conform(spec: config_pb2.ConfigKeySpec, namespace: str, value: str, value_type: str) -> tuple[str, str]:
+    """Check a value against its key's spec; the spec's type wins over an unset or "string" one."""
+    if value_type not in ("", "string", spec.value_type):
+        raise SchemaViolation(
+            f"{namespace}/{spec.key} is a {spec.value_type} key (its schema says so); "
+            f"got value_type {quote(value_type)}"
+        )
+    size = len(value.encode())
+    if size > MAX_VALUE_BYTES:
+        raise ConfigProblem(f"value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
+    return config_schema.check(spec, value, namespace), spec.value_type
