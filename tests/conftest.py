@@ -17,13 +17,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inproc_grpc import AioServer  # noqa: E402
+from lab_files import lab_file  # noqa: E402
 from leaks import listening_ports, wait_until_gone  # noqa: E402
 from tiers import ProcessGuard, is_notebook_item, starts_processes  # noqa: E402
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from runtime.lab import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
-LABS = Path(__file__).resolve().parent / "labs"
 LAB_UP_TIMEOUT_S = 30.0
 LAB_LINGER_S = 2.0
 
@@ -121,21 +120,6 @@ def lab_factory(tmp_path: Path, lab_dir: Path, _no_leftovers: None) -> Iterator[
             problems.append(f"{lab!r}: {exc}")
     if problems:
         pytest.fail("lab.down() failed:\n" + "\n".join(problems), pytrace=False)
-
-
-def lab_file(name: str, tmp_path: Path, **variables: str) -> Path:
-    """tests/labs/<name>.yaml, or a copy in tmp_path with its ``$NAME`` placeholders filled in."""
-    path = LABS / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in LABS.glob("*.yaml")))
-        raise FileNotFoundError(f"no lab file {path}; the test labs are: {known}")
-    text = path.read_text(encoding="utf-8")
-    if "$" not in text:
-        return path
-    filled = Template(text).substitute(ROOT=str(ROOT), **variables)  # a missing variable raises KeyError
-    out = tmp_path / path.name
-    out.write_text(filled, encoding="utf-8")
-    return out
 
 
 @pytest.fixture
