@@ -1,11 +1,23 @@
-"""Pull: probe instances that do not push, with grpc.health.v1 Check and flap damping.
+"""Pull: probe every registered instance with grpc.health.v1 Check, for liveness and, when it
+does not push, for its state (with flap damping).
 
-An instance registered in the broker gets ``push_grace_s`` to open its ReportHealth stream; if it
-does not (a TypeScript calculator, say), it is probed every ``probe_interval_s`` with a deadline
-of ``probe_timeout_s``. One failed probe does not make it UNHEALTHY: ``failures_before_unhealthy``
-failures in a row do, and ``successes_before_healthy`` passes in a row bring it back (Consul's
-``failures_before_critical`` / ``success_before_passing``). A probe that passes but takes longer
-than ``probe_degraded_latency_ms`` counts as slow; that many slow passes in a row -> DEGRADED.
+Every instance registered in the broker is probed every ``period_s`` with a ``timeout_s``
+deadline, whether it pushes or not: a frozen process keeps its report stream open and says
+nothing, so only a question with a deadline tells (``runtime.liveness``). ``failures`` probes in
+a row without an answer (DEADLINE_EXCEEDED, UNAVAILABLE) make it UNHEALTHY, "not responding (3
+probes timed out)", source ``liveness``, which takes it out of the broker's lookups. While it is
+held so, pushed reports are kept aside; ``successes_before_healthy`` answers in a row end the hold
+and restore the last pushed state (or, for a probed instance, what the probe says).
+
+The settings per service come from the supervisor's ListProcesses (``ProcessInfo.liveness``,
+i.e. lab.yaml ``services.<name>.liveness``; see ``configure``); services the supervisor does not
+describe use ``probe_interval_s``, ``probe_timeout_s`` and ``failures_before_unhealthy``.
+
+An instance that does not push (a TypeScript calculator, say; a Python one gets ``push_grace_s``
+to open its stream) is also judged by the answers: one NOT_SERVING does not make it UNHEALTHY:
+``failures_before_unhealthy`` in a row do, and ``successes_before_healthy`` passes in a row bring
+it back (Consul's ``failures_before_critical`` / ``success_before_passing``). A probe that passes
+but takes longer than ``probe_degraded_latency_ms`` counts as slow; that many in a row -> DEGRADED.
 """
 
 from __future__ import annotations
@@ -19,10 +31,12 @@ import grpc
 from grpc_health.v1 import health_pb2 as grpc_health_pb2
 from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 
+from runtime.liveness import LivenessConfig, LivenessSettings, LivenessTracker
 from runtime.services.health.settings import HealthSettings
-from runtime.services.health.store import DEGRADED, HEALTHY, UNHEALTHY, HealthStore
+from runtime.services.health.store import DEGRADED, HEALTHY, UNHEALTHY, HealthStore, InstanceHealth
 
 SOURCE = "probe"
+SOURCE_LIVENESS = "liveness"
 _PASS, _SLOW, _FAIL = "pass", "slow", "fail"
 
 
@@ -74,8 +88,19 @@ class FlapDamper:
         return None
 
 
-async def probe_once(channel: grpc.aio.Channel, timeout_s: float) -> tuple[bool, float, str]:
-    """One grpc.health.v1 Check: (passed, latency in ms, what happened)."""
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe: passed (SERVING), latency, what happened, and whether it got no answer at all."""
+
+    ok: bool
+    latency_ms: float
+    detail: str
+    missed: bool = False  # DEADLINE_EXCEEDED or UNAVAILABLE: no proof the process runs
+    timed_out: bool = False
+
+
+async def probe_once(channel: grpc.aio.Channel, timeout_s: float) -> ProbeResult:
+    """One grpc.health.v1 Check against ``channel`` with a ``timeout_s`` deadline."""
     stub = grpc_health_pb2_grpc.HealthStub(channel)
     start = time.perf_counter()
     try:
@@ -83,13 +108,14 @@ async def probe_once(channel: grpc.aio.Channel, timeout_s: float) -> tuple[bool,
     except grpc.aio.AioRpcError as err:
         latency = (time.perf_counter() - start) * 1000
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return False, latency, f"no answer within {timeout_s * 1000:.0f} ms"
-        return False, latency, f"{err.code().name}: {err.details() or 'no details'}"
+            return ProbeResult(False, latency, f"no answer within {timeout_s * 1000:.0f} ms", True, True)
+        detail = f"{err.code().name}: {err.details() or 'no details'}"
+        return ProbeResult(False, latency, detail, missed=err.code() == grpc.StatusCode.UNAVAILABLE)
     latency = (time.perf_counter() - start) * 1000
     if reply.status != grpc_health_pb2.HealthCheckResponse.SERVING:
         name = grpc_health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        return False, latency, f"grpc.health.v1 says {name}"
-    return True, latency, "SERVING"
+        return ProbeResult(False, latency, f"grpc.health.v1 says {name}")
+    return ProbeResult(True, latency, "SERVING")
 
 
 @dataclass
@@ -98,17 +124,25 @@ class _Target:
     address: str
     channel: grpc.aio.Channel
     damper: FlapDamper
+    liveness: LivenessTracker
     task: asyncio.Task[None] | None = None
     kicked: asyncio.Event | None = None
     grace_s: float = 0.0
+    grace_until: float = 0.0  # monotonic; until then its answers do not set its state
 
 
 class Prober:
-    """Probes every tracked instance that has no live push stream (one task per instance)."""
+    """Probes every tracked instance (one task per instance): liveness for all, state for non-pushers."""
 
     def __init__(self, store: HealthStore, settings: HealthSettings) -> None:
         self.store = store
         self.settings = settings
+        self.default_liveness = LivenessSettings(
+            period_s=settings.probe_interval_s,
+            timeout_s=settings.probe_timeout_s,
+            failures=settings.failures_before_unhealthy,
+        )
+        self._liveness: dict[str, LivenessSettings] = {}
         self._targets: dict[str, _Target] = {}
         self._ready: dict[str, bool] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -134,6 +168,7 @@ class Prober:
                 successes_before_healthy=s.successes_before_healthy,
                 degraded_latency_ms=s.probe_degraded_latency_ms,
             ),
+            liveness=LivenessTracker(self.liveness_for(service_name), recoveries=s.successes_before_healthy),
             kicked=asyncio.Event(),
             grace_s=s.push_grace_s if expect_push else 0.0,
         )
@@ -143,6 +178,32 @@ class Prober:
             self._run(instance_id, target), name=f"probe {instance_id}"
         )
         self._targets[instance_id] = target
+
+    def configure(self, service_name: str, settings: LivenessConfig) -> None:
+        """Probe ``service_name`` with these liveness settings (from the supervisor's list)."""
+        if len(self._liveness) >= self.settings.max_instances and service_name not in self._liveness:
+            return  # bounded; the defaults apply
+        self._liveness[service_name] = LivenessSettings(
+            period_s=settings.period_s or self.default_liveness.period_s,
+            timeout_s=settings.timeout_s or self.default_liveness.timeout_s,
+            failures=settings.failures or self.default_liveness.failures,
+            restart_after_s=settings.restart_after_s,
+        )
+
+    def liveness_for(self, service_name: str) -> LivenessSettings:
+        """The liveness settings used for ``service_name`` (the defaults until configured)."""
+        return self._liveness.get(service_name, self.default_liveness)
+
+    def restarted(self, instance_id: str) -> None:
+        """A new process runs behind ``instance_id``: forget its streaks and any liveness hold."""
+        target = self._targets.get(instance_id)
+        if target is not None:
+            target.damper.reset()
+            target.liveness.reset()
+        record = self.store.get(instance_id)
+        if record is not None:
+            record.unresponsive = False
+            record.held = None
 
     def untrack(self, instance_id: str) -> None:
         """Stop probing an instance (it left the registry)."""
@@ -199,30 +260,63 @@ class Prober:
             await t.channel.close()
 
     async def _run(self, instance_id: str, target: _Target) -> None:
-        s = self.settings
         assert target.kicked is not None
-        await self._wait(target.kicked, target.grace_s)
+        # Liveness is probed at once; only judging its state waits out the push grace.
+        target.grace_until = time.monotonic() + target.grace_s
         while True:
-            inst = self.store.get(instance_id)
-            if inst is None or not inst.pushing:
-                ok, latency, detail = await probe_once(target.channel, s.probe_timeout_s)
-                self.probes_sent += 1
-                inst = self.store.get(instance_id)
-                # A push stream may have opened while the probe was in flight: it wins.
-                if inst is None or not inst.pushing:
-                    current = inst.state if inst is not None else 0
-                    change = target.damper.observe(current, ok=ok, latency_ms=latency, detail=detail)
-                    if change is not None:
-                        state, reason = change
-                        self.store.apply(
-                            target.service_name,
-                            instance_id,
-                            state,
-                            reason,
-                            source=SOURCE,
-                            address=target.address,
-                        )
-            await self._wait(target.kicked, s.probe_interval_s)
+            live = self.liveness_for(target.service_name)
+            target.liveness.settings = live
+            started = time.monotonic()
+            result = await probe_once(target.channel, live.timeout_s)
+            self.probes_sent += 1
+            # Read the record after the probe: a push stream may have opened meanwhile.
+            self._judge(instance_id, target, self.store.get(instance_id), result)
+            # One probe per period, start to start (a miss must not stretch the period).
+            await self._wait(target.kicked, max(0.0, live.period_s - (time.monotonic() - started)))
+
+    def _judge(self, instance_id: str, target: _Target, inst: InstanceHealth | None, r: ProbeResult) -> None:
+        change = target.liveness.observe(
+            answered=not r.missed, now=time.monotonic(), timed_out=r.timed_out, detail=r.detail
+        )
+        current = inst.state if inst is not None else 0
+        pushing = (inst is not None and inst.pushing) or time.monotonic() < target.grace_until
+        if change is not None and not change.responding and (inst is None or not inst.unresponsive):
+            # Keep what it said last, to restore once it answers again.
+            held = (inst.state, inst.message) if inst is not None and inst.state else None
+            target.damper.reset()
+            self._apply(target, instance_id, UNHEALTHY, change.reason, SOURCE_LIVENESS)
+            record = self.store.get(instance_id)
+            if record is not None:
+                record.unresponsive, record.held = True, held
+            return
+        if inst is not None and inst.unresponsive:
+            if r.missed or target.liveness.answers < target.liveness.recoveries:
+                return
+            answered = f"responding again ({target.liveness.answers} probes answered)"
+            inst.unresponsive = False
+            held, inst.held = inst.held, None
+            if pushing and held is not None:
+                self._apply(
+                    target, instance_id, held[0], f"{answered}; last report: {held[1]}", SOURCE_LIVENESS
+                )
+                return
+            state = HEALTHY if r.ok else UNHEALTHY
+            if r.ok and r.latency_ms > target.damper.degraded_latency_ms:
+                state = DEGRADED
+            self._apply(
+                target, instance_id, state, f"{answered}; {r.detail} in {r.latency_ms:.0f} ms", SOURCE
+            )
+            return
+        if r.missed or pushing:
+            return  # misses are liveness's to judge; a pushing instance speaks for its own state
+        change_state = target.damper.observe(current, ok=r.ok, latency_ms=r.latency_ms, detail=r.detail)
+        if change_state is not None:
+            self._apply(target, instance_id, change_state[0], change_state[1], SOURCE)
+
+    def _apply(self, target: _Target, instance_id: str, state: int, reason: str, source: str) -> None:
+        self.store.apply(
+            target.service_name, instance_id, state, reason, source=source, address=target.address
+        )
 
     @staticmethod
     async def _wait(kicked: asyncio.Event, timeout_s: float) -> None:

@@ -86,6 +86,14 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                 record.pushing = True
                 final = status.final
                 message = status.message or state_name(status.state).lower()
+                count += 1
+                self.reports += 1
+                if record.unresponsive and not final:
+                    # Probes found it not responding: its word waits until they pass again (probe.py).
+                    record.held = (status.state, message)
+                    continue
+                if final:  # it answered after all, and is leaving
+                    record.unresponsive, record.held = False, None
                 self.store.apply(
                     service,
                     instance,
@@ -96,8 +104,6 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                     metadata=dict(status.metadata),
                     retired=final,
                 )
-                count += 1
-                self.reports += 1
                 if final:
                     break
             return health_pb2.HealthAck(ok=True, message=f"{count} report(s) accepted", reports=count)
@@ -228,7 +234,7 @@ class HealthService:
             self.broker.start()
         if identity.supervisor_address:
             self.supervisor = SupervisorFollower(
-                identity.supervisor_address, self.store, self.prober, self.settings
+                identity.supervisor_address, self.store, self.prober, self.settings, identity.instance_id
             )
             self.supervisor.start()
 

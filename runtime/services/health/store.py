@@ -67,6 +67,10 @@ class InstanceHealth:
     pushing: bool = False
     # Stopped on purpose (final report or supervisor stop): left out of the service's worst state.
     retired: bool = False
+    # Liveness probes got no answer (probe.py): UNHEALTHY until they pass again. Meanwhile pushed
+    # reports wait in ``held`` (state, message), restored when the hold ends.
+    unresponsive: bool = False
+    held: tuple[int, str] | None = None
 
     def status(self) -> health_pb2.HealthStatus:
         """The instance's current state as the proto HealthStatus."""

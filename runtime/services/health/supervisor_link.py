@@ -11,7 +11,13 @@ FATAL                stays UNHEALTHY; a history note "FATAL: ... no more restart
 WAITING              STARTING, "waiting for broker"
 STOPPED              UNHEALTHY, retired (stopped on purpose, left out of the service's state)
 READY                no change by itself; counts as one passed probe for a probed instance
+NOT_RESPONDING,      the health service probes every instance itself (probe.py); about its own
+RESPONDING           instance (it cannot see itself frozen) they become history notes
 ===================  =====================================================================
+
+SPAWNED and EXITED also end any liveness hold: a new process, or none, is behind the instance.
+The listing also carries each service's liveness settings (``ProcessInfo.liveness``, from
+lab.yaml): they tell the prober how often and how patiently to probe that service.
 
 On (re)connect it reads ListProcesses once, so instances it has no state for (the health
 service itself restarted) are seeded from what the supervisor knows.
@@ -61,8 +67,14 @@ class SupervisorFollower(ChannelTask):
     TASK_NAME = "supervisor follower"
 
     def __init__(
-        self, supervisor_address: str, store: HealthStore, prober: Prober, settings: HealthSettings
+        self,
+        supervisor_address: str,
+        store: HealthStore,
+        prober: Prober,
+        settings: HealthSettings,
+        self_instance: str = "",
     ) -> None:
+        self.self_instance = self_instance  # this health service's own instance id
         self.store = store
         self.prober = prober
         self.settings = settings
@@ -93,6 +105,8 @@ class SupervisorFollower(ChannelTask):
     def seed(self, processes: Iterable[supervisor_pb2.ProcessInfo]) -> None:
         """Give instances without a state the one the supervisor's listing implies."""
         for p in processes:
+            if p.HasField("liveness"):
+                self.prober.configure(p.service, p.liveness)
             record = self.store.get(p.instance_id)
             if record is not None and record.state != UNKNOWN:
                 continue
@@ -130,6 +144,8 @@ class SupervisorFollower(ChannelTask):
             return
         kind = ev.kind
         svc, iid = ev.service, ev.instance_id
+        if kind in (K.PROCESS_EVENT_KIND_SPAWNED, K.PROCESS_EVENT_KIND_EXITED):
+            self.prober.restarted(iid)
         if kind == K.PROCESS_EVENT_KIND_SPAWNED:
             self.store.apply(svc, iid, STARTING, ev.reason or f"spawned pid {ev.pid}", source=SOURCE)
         elif kind == K.PROCESS_EVENT_KIND_WAITING:
@@ -156,6 +172,20 @@ class SupervisorFollower(ChannelTask):
             self.store.apply(svc, iid, UNHEALTHY, _join("stopped", ev.reason), source=SOURCE, retired=True)
         elif kind == K.PROCESS_EVENT_KIND_READY:
             self.prober.ready(iid)
+        elif kind in (K.PROCESS_EVENT_KIND_NOT_RESPONDING, K.PROCESS_EVENT_KIND_RESPONDING):
+            if iid == self.self_instance:
+                self._note_about_self(ev)
+
+    def _note_about_self(self, ev: supervisor_pb2.ProcessEvent) -> None:
+        # Arrives once this process runs again (the event waited in the stream): a history note
+        # that keeps the current state and message.
+        record = self.store.get(ev.instance_id)
+        if record is None:
+            return
+        state, message = record.state, record.message
+        reason = f"the supervisor saw {ev.reason} at {clock_text(ev.timestamp)}"
+        self.store.apply(ev.service, ev.instance_id, state, reason, source=SOURCE, note=True)
+        record.message = message
 
     @staticmethod
     def _exit_text(ev: supervisor_pb2.ProcessEvent) -> str:
