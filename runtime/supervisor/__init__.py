@@ -25,8 +25,9 @@ Modules, one noun each:
 
 from __future__ import annotations
 
+from runtime.identity import INFO_FILE, LOCK_FILE
 from runtime.supervisor.config import JobSpec, LabConfig, ServiceSpec, StartLimit, load_config, parse_config
-from runtime.supervisor.daemon import INFO_FILE, LOCK_FILE, Daemon
+from runtime.supervisor.daemon import Daemon
 from runtime.supervisor.manager import Manager
 from runtime.supervisor.output import OutputTap
 

@@ -1,7 +1,7 @@
 """``python -m runtime.supervisor --lab-dir D --config F [--linger-s S]``: run the lab's daemon.
 
-Exit codes: 0 after a clean shutdown, 2 for a bad lab.yaml or arguments, 3 when another supervisor
-already runs for the lab directory.
+Exit codes (runtime.identity): 0 after a clean shutdown, 2 (EXIT_USAGE) for a bad lab.yaml or
+arguments, 3 (EXIT_LOCKED) when another supervisor already runs for the lab directory.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import os
 import sys
 
 from runtime.errors import ConfigError
+from runtime.identity import EXIT_LOCKED, EXIT_USAGE
 from runtime.supervisor.config import load_config
-from runtime.supervisor.daemon import EXIT_LOCKED, Daemon, LabLocked, acquire_lock
+from runtime.supervisor.daemon import Daemon, LabLocked, acquire_lock
 from runtime.supervisor.log_link import LogLink
-
-EXIT_CONFIG = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_USAGE
     if args.linger_s is not None and args.linger_s < 0:
         print("supervisor: --linger-s must be >= 0", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_USAGE
     lab_dir = os.path.abspath(args.lab_dir)
     os.makedirs(lab_dir, exist_ok=True)
     try:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import grpc
 
-from runtime.identity import LOOPBACK
+from runtime.identity import INFO_FILE, LOCK_FILE, LOOPBACK
 from runtime.supervisor.config import LabConfig
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
@@ -41,11 +41,8 @@ from runtime.supervisor.service import SupervisorServicer
 from runtime.v1 import supervisor_pb2 as pb
 from runtime.v1 import supervisor_pb2_grpc as pb_grpc
 
-LOCK_FILE = "supervisor.lock"
-INFO_FILE = "supervisor.json"
 LEASE_SWEEP_S = 0.2
 SERVER_STOP_GRACE_S = 1.0
-EXIT_LOCKED = 3
 
 _log = logging.getLogger(__name__)
 

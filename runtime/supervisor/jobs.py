@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from runtime.errors import ServiceNotFound
+from runtime.identity import EXIT_TIMEOUT
 from runtime.supervisor.config import JobSpec, missing_requirement, resolve_command
 from runtime.supervisor.manager import Manager
 from runtime.supervisor.output import read_lines
@@ -25,8 +26,6 @@ from runtime.supervisor.process import signal_group, spawn
 
 DEFAULT_TIMEOUT_S = 30.0
 DRAIN_S = 0.5
-# Exit code reported for a job killed at its timeout (like coreutils `timeout`).
-TIMEOUT_EXIT_CODE = 124
 
 
 class JobUnavailable(Exception):
@@ -114,7 +113,7 @@ class JobRunner:
                 timed_out = True
                 signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
-                returncode = TIMEOUT_EXIT_CODE
+                returncode = EXIT_TIMEOUT  # like coreutils `timeout`
         finally:
             self.running_pids.discard(proc.pid)
             signal_group(proc.pid, signal.SIGKILL)  # leftovers in its group
