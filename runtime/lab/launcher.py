@@ -19,11 +19,10 @@ from pathlib import Path
 import grpc
 
 from runtime.errors import LabNotRunning, StartupError
+from runtime.identity import EXIT_LOCKED, INFO_FILE
+from runtime.identity import SUPERVISOR_LOG_FILE as LOG_FILE
 from runtime.v1 import supervisor_pb2, supervisor_pb2_grpc
 
-INFO_FILE = "supervisor.json"
-LOG_FILE = "supervisor.log"
-EXIT_ALREADY_RUNNING = 3  # the daemon's exit code when another daemon holds the lock
 SPAWN_TIMEOUT_S = 15.0
 POLL_S = 0.02
 RPC_TIMEOUT_S = 3.0
@@ -143,7 +142,7 @@ def spawn(lab_dir: Path, config: Path, linger_s: float | None, *, detach: bool =
             return info
         code = proc.poll()
         if code is not None:
-            if code == EXIT_ALREADY_RUNNING:
+            if code == EXIT_LOCKED:
                 other = find_running(lab_dir)
                 if other is not None:
                     return other
