@@ -23,19 +23,18 @@ from typing import Any, NoReturn
 
 import grpc
 
+from calculator.contract import GRPC_SERVICE
 from calculator.numbers import call_text, fmt
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.client import correlation
 from runtime.client.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
 from runtime.errors import ClientError, DiscoveryError
-from runtime.identity import ENV_BROKER_ADDR, Identity
+from runtime.identity import ENV_BROKER_ADDR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Identity
 
 log = logging.getLogger("calculator.client")
 
-GRPC_SERVICE = "calculator.v1.CalculatorService"  # what every client in every language looks up
 LANGUAGE = "python"
 DEFAULT_JOB_SERVICE = "client-python"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FIELDS_ATTR = "lab_fields"  # extra={"lab_fields": {...}}: keys added to the JSON line
 _REQUESTS = {
     "Add": calculator_pb2.AddRequest,

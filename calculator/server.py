@@ -12,6 +12,7 @@ import logging
 
 import grpc
 
+from calculator.contract import GRPC_SERVICE
 from calculator.numbers import call_text, compute, fmt
 from calculator.settings import Settings
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
@@ -20,7 +21,6 @@ from runtime.identity import Identity
 
 log = logging.getLogger("calculator.server")
 
-GRPC_SERVICE = "calculator.v1.CalculatorService"
 LANGUAGE = "python"
 
 
@@ -72,7 +72,9 @@ async def main() -> None:
     """Serve the calculator until SIGTERM/SIGINT."""
     agent = Agent([GRPC_SERVICE], default_service="calculator")
     settings = Settings(
-        agent.identity.instance_id, on_degraded_p99=lambda ms: setattr(agent.health.rule, "p99_ms", ms)
+        agent.identity.instance_id,
+        broker_address=agent.identity.broker_address,
+        on_degraded_p99=lambda ms: setattr(agent.health.rule, "p99_ms", ms),
     )
     calculator_pb2_grpc.add_CalculatorServiceServicer_to_server(
         Calculator(agent.identity, settings), agent.server
