@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.identity import ENV_REQUIRE_POLYGLOT
+
 ROOT = Path(__file__).resolve().parent.parent
 CALC = ROOT / "calculator"
 PROTO = ROOT / "proto"
@@ -49,7 +51,6 @@ RUST_DIR = CALC / "rust"
 CPP_DIR = CALC / "cpp"
 CPP_BUILD = CPP_DIR / "build"
 VERSION_TIMEOUT_S = 10.0
-REQUIRE_ENV = "LAB_REQUIRE_POLYGLOT"
 
 # The contracts every non-Python build compiles from.
 PROTO_INPUTS = (
@@ -310,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = build(args.languages, force=args.force)
     if "failed" in outcomes.values():
         return 1
-    if os.environ.get(REQUIRE_ENV) == "1" and "missing" in outcomes.values():
-        print(f"{REQUIRE_ENV}=1: every toolchain is required here", file=sys.stderr)
+    if os.environ.get(ENV_REQUIRE_POLYGLOT) == "1" and "missing" in outcomes.values():
+        print(f"{ENV_REQUIRE_POLYGLOT}=1: every toolchain is required here", file=sys.stderr)
         return 1
     return 0
 
