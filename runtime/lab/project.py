@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import LabError
+from runtime.identity import ENV_PROJECT_ROOT
 
 CONFIG_NAME = "lab.yaml"
 DEFAULT_LAB_DIR = ".lab"
-ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from runtime.identity import ENV_LAB_DIR
 from runtime.lab import launcher
 from runtime.lab.project import DEFAULT_LAB_DIR, find_project_root
 
@@ -105,7 +106,7 @@ def _orphans(lab_dir: Path) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if os.path.realpath(proc.environ().get("LAB_DIR", "/nonexistent")) == str(lab_dir.resolve()):
+            if os.path.realpath(proc.environ().get(ENV_LAB_DIR, "/nonexistent")) == str(lab_dir.resolve()):
                 found.append(proc.pid)
         except (psutil.Error, OSError):
             continue
