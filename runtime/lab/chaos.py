@@ -17,9 +17,9 @@ import grpc
 import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound
+from runtime.identity import CHAOS_GRPC_SERVICE
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc, common_pb2
 
-CHAOS_GRPC_SERVICE = "runtime.v1.ChaosService"
 RPC_TIMEOUT_S = 5.0
 # Which keyword each kind takes (the FaultParams field names).
 PARAMS = {

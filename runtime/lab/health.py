@@ -19,10 +19,10 @@ import grpc
 import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound
+from runtime.identity import HEALTH_GRPC_SERVICE
 from runtime.lab.stream_watch import StreamWatch
 from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
 
-HEALTH_GRPC_SERVICE = "runtime.v1.HealthService"
 RPC_TIMEOUT_S = 5.0
 # After the health service restarts, the watcher reconnects after this pause.
 WATCH_THREAD_NAME = "lab-health-watch"

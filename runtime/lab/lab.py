@@ -26,6 +26,7 @@ import grpc
 import pandas as pd
 
 from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
+from runtime.identity import ENV_LEASE_TTL_MS
 from runtime.lab import frames, launcher
 from runtime.lab.chaos import ChaosViews
 from runtime.lab.config_state import ConfigStateViews
@@ -42,7 +43,6 @@ RPC_TIMEOUT_S = 5.0
 READY_POLL_S = 0.05
 DEFAULT_LINGER_S = 30.0
 RUNNING = "RUNNING"
-ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"  # instructors and tests: how fast a dead kernel's lease lapses
 _DEAD_STATES = (supervisor_pb2.PROCESS_STATE_FATAL, supervisor_pb2.PROCESS_STATE_EXITED)
 
 # One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same

@@ -24,11 +24,11 @@ import pandas as pd
 from google.protobuf import json_format
 
 from runtime.errors import ClientError, LabError, ServiceNotFound
+from runtime.identity import LOADGEN_GRPC_SERVICE
 from runtime.v1 import common_pb2, load_pb2, load_pb2_grpc
 
 log = logging.getLogger("runtime.lab.load")
 
-LOADGEN_GRPC_SERVICE = "runtime.v1.LoadGeneratorService"
 TEST_ID_HEADER = "x-test-id"
 RPC_TIMEOUT_S = 5.0
 # A test ends at most one request timeout (<= 30 s) after its duration; wait() allows that.

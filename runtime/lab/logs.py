@@ -21,9 +21,9 @@ import grpc
 import pandas as pd
 
 from runtime.client.jsonlog import entry_to_line, level_name, level_value
+from runtime.identity import LOGGER_GRPC_SERVICE
 from runtime.v1 import logger_pb2, logger_pb2_grpc
 
-LOGGER_GRPC_SERVICE = "runtime.v1.LoggerService"
 COLUMNS = ["time", "service", "instance", "level", "message", "correlation_id"]
 QUERY_TIMEOUT_S = 10.0
 EXPORT_LIMIT = 100_000
