@@ -150,7 +150,7 @@ class Lifecycle:
                 ident.ENV_PORT: "0",
                 ident.ENV_PORT_STRICT: "0",
                 ident.ENV_LANGUAGE: language,
-                "PYTHONUNBUFFERED": "1",
+                ident.ENV_PYTHONUNBUFFERED: "1",
             }
         )
         env.update(extra)
