@@ -34,7 +34,7 @@ from runtime.agent.health_reporter import HealthReporter
 from runtime.agent.registration import Registration
 from runtime.agent.settings import AgentSettings
 from runtime.client import correlation
-from runtime.identity import BROKER_GRPC_SERVICE, LOOPBACK, Identity, ready_line
+from runtime.identity import BROKER_GRPC_SERVICE, ENV_PORT_STRICT, LOOPBACK, Identity, ready_line
 from runtime.v1 import broker_pb2, health_pb2
 
 log = logging.getLogger("runtime.agent")
@@ -130,7 +130,7 @@ class Agent:
             log.warning("port %d is taken; serving on a free port instead", wanted)
             port = self._add_port(0)
         if not port:
-            strict = " (LAB_PORT_STRICT=1: it must be this port)" if self.identity.port_strict else ""
+            strict = f" ({ENV_PORT_STRICT}=1: it must be this port)" if self.identity.port_strict else ""
             raise SystemExit(
                 f"{self.identity.instance_id}: cannot bind {LOOPBACK}:{wanted}{strict}; "
                 "the port is in use by another process: stop it or pick another port"

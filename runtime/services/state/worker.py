@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from runtime.identity import ENV_BROKER_ADDR, EXIT_OK, EXIT_USAGE, STATE_GRPC_SERVICE, Identity
+from runtime.identity import ENV_BROKER_ADDR, ENV_INSTANCE, EXIT_OK, EXIT_USAGE, STATE_GRPC_SERVICE, Identity
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 log = logging.getLogger("runtime.services.state.worker")
@@ -166,7 +166,7 @@ def lead_forever(stub, owner: str, lock: str, stop: threading.Event, tick_ms: in
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runtime.services.state.worker", description=__doc__.split("\n")[0])
     p.add_argument("--serve", action="store_true", help="run as a lab service (READY, health) until SIGTERM")
-    p.add_argument("--owner", default="", help="lock owner name (default: '$LAB_INSTANCE pid <pid>')")
+    p.add_argument("--owner", default="", help=f"lock owner name (default: '${ENV_INSTANCE} pid <pid>')")
     p.add_argument("--increments", type=int, default=10, help="CAS increments of the counter (one-shot)")
     p.add_argument("--terms", type=int, default=1, help="how often to become leader (one-shot)")
     p.add_argument("--counter", default=DEFAULT_COUNTER, help="state key of the counter")
