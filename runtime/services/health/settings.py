@@ -21,7 +21,9 @@ from runtime.identity import ENV_HEALTH_PREFIX
 class HealthSettings:
     """Thresholds and bounds of the health service (see the module docstring)."""
 
-    # Pull: instances that do not push are probed with grpc.health.v1 Check.
+    # Probes (grpc.health.v1 Check): liveness for every instance, the state of those that do not
+    # push. Interval, timeout and failures are the defaults for services the supervisor does not
+    # describe; lab.yaml's services.<name>.liveness (via ListProcesses) wins for the others.
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 0.5
     failures_before_unhealthy: int = 3
