@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from runtime import top
-from runtime.errors import LabError
-from runtime.lab import Lab
+from runtime.errors import LabError, LabNotRunning, StartupError
+from runtime.lab import Lab, launcher
+from runtime.lab.project import resolve
 
 FOREGROUND_POLL_S = 0.5
 
@@ -83,6 +84,32 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _down(args: argparse.Namespace) -> int:
+    """Stop the lab: through its supervisor when it answers, else by the pid its lock names.
+
+    A lab whose supervisor.json is damaged, or whose daemon hangs, is still stopped: the lock file
+    says which process holds the lab (runtime/lab/launcher.py ``stop_holder``).
+    """
+    lab_dir = resolve(args.lab_dir, None).lab_dir
+    try:
+        reachable = launcher.find_running(lab_dir, wait_s=0) is not None
+    except StartupError:
+        reachable = False  # held, but not through supervisor.json: stop it by its lock below
+    if reachable:
+        lab = Lab.attach(args.lab_dir)
+        try:
+            lab.down()
+        finally:
+            lab.close()
+        print(f"lab in {lab_dir} stopped")
+        return 0
+    pid = launcher.stop_holder(lab_dir)
+    if pid is None:
+        raise LabNotRunning(f"no lab is running in {lab_dir}; nothing to stop")
+    print(f"lab in {lab_dir} stopped (supervisor pid {pid}, found through {launcher.LOCK_FILE})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `runtime-lab`."""
     args = _parser().parse_args(argv)
@@ -90,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             return _up(args)
+        if args.command == "down":
+            return _down(args)
         lab = Lab.attach(args.lab_dir)
         try:
             if args.command == "status":
@@ -105,10 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     top.run_batch(lab, args.iterations)
                 else:
                     top.run(lab)
-            elif args.command == "down":
-                lab.down()
-                print(f"lab in {lab.lab_dir} stopped")
-                return 0
         finally:
             lab.close()
     except LabError as err:

@@ -92,7 +92,9 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
                 ``up``); a notebook leaves it False so a dead kernel never leaves a lab behind.
 
         Raises:
-            StartupError: a service did not become ready; names it with its last log lines.
+            StartupError: a service did not become ready; names it with its last log lines and
+                says what became of the lab: one this call started is stopped again, one that
+                was running already keeps running (see ``_failed_up``).
 
         Example:
             >>> lab = Lab.up()        # doctest: +SKIP
@@ -102,10 +104,37 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         if existing is not None:
             existing.wait_ready(timeout_s)
             return existing
-        info = launcher.find_running(paths.lab_dir) or launcher.spawn(paths.lab_dir, paths.config, linger_s)
+        info, started = launcher.find_or_spawn(paths.lab_dir, paths.config, linger_s)
         lab = cls._register(paths, info, persistent=persistent)
-        lab.wait_ready(timeout_s)
+        try:
+            lab.wait_ready(timeout_s)
+        except StartupError as err:
+            raise lab._failed_up(err, started) from None
         return lab
+
+    def _failed_up(self, err: StartupError, started: bool) -> StartupError:
+        """Clean up after a failed ``up`` and say in the error what became of the lab.
+
+        A lab this call started is stopped again: the learner who reads "calculator-1 is FATAL"
+        fixes it and runs ``up`` again, and must not meet half a lab holding ports, nor (after
+        ``runtime-lab up``) a persistent lease keeping that half running unseen. The error keeps
+        the failing service's last lines; its full output stays in the lab dir's logs. A lab that
+        was running before this call belongs to whoever started it: it keeps running, this handle
+        only gives back its own lease, and the error says how to stop the lab.
+        """
+        if started:
+            try:
+                self.down()
+                outcome = f"the lab this call started in {self.lab_dir} was stopped again"
+            except (LabError, grpc.RpcError) as exc:
+                outcome = f"stopping the lab it started failed ({exc}); stop it with `runtime-lab down`"
+        else:
+            self.close()
+            outcome = (
+                f"the lab in {self.lab_dir} was running before and keeps running; "
+                "stop it with `runtime-lab down` or Lab.down()"
+            )
+        return StartupError(err.service, f"{err.reason}; {outcome}", err.last_lines)
 
     @classmethod
     def attach(cls, lab_dir: str | os.PathLike[str] | None = None) -> Lab:

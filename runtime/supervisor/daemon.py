@@ -42,6 +42,9 @@ from runtime.v1 import supervisor_pb2 as pb
 from runtime.v1 import supervisor_pb2_grpc as pb_grpc
 
 LEASE_SWEEP_S = 0.2
+# How often the daemon re-reads supervisor.json and rewrites it if damaged: callers that find it
+# unreadable wait for the lock holder (runtime/lab/launcher.py HOLDER_WAIT_S) and then attach.
+INFO_CHECK_S = 1.0
 SERVER_STOP_GRACE_S = 1.0
 
 _log = logging.getLogger(__name__)
@@ -79,12 +82,27 @@ def write_info(lab_dir: str, info: dict[str, Any]) -> str:
     """Write supervisor.json atomically (temp file + rename); returns its path."""
     path = os.path.join(lab_dir, INFO_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(info, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(info, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     return path
+
+
+def info_intact(lab_dir: str, info: dict[str, Any]) -> bool:
+    """True if supervisor.json still says what the daemon wrote (pid and address)."""
+    try:
+        with open(os.path.join(lab_dir, INFO_FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return bool(data["pid"] == info["pid"] and data["address"] == info["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 class Daemon:
@@ -142,21 +160,20 @@ class Daemon:
         self.manager.supervisor_address = self.address
         for signame in ("SIGTERM", "SIGINT"):
             loop.add_signal_handler(getattr(signal, signame), self._on_signal, signame)
-        write_info(
-            self.lab_dir,
-            {
-                "pid": self.pid,
-                "address": self.address,
-                "lab_dir": self.lab_dir,
-                "config": self.config.path,
-                "project_root": self.config.project_root,
-                "started_at": self.started_at_ms,
-            },
-        )
+        info = {
+            "pid": self.pid,
+            "address": self.address,
+            "lab_dir": self.lab_dir,
+            "config": self.config.path,
+            "project_root": self.config.project_root,
+            "started_at": self.started_at_ms,
+        }
+        write_info(self.lab_dir, info)
         _log.info("supervisor for %s serving on %s", self.lab_dir, self.address)
         helpers = [
             asyncio.create_task(sample_forever(self.manager.select)),
             asyncio.create_task(self._watch_leases()),
+            asyncio.create_task(self._keep_info(info)),
         ]
         try:
             await self.manager.call(self.manager.start_all)
@@ -177,8 +194,12 @@ class Daemon:
             manager_task.cancel()
             await asyncio.gather(manager_task, *helpers, return_exceptions=True)
             keeper.close()
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.remove(os.path.join(self.lab_dir, INFO_FILE))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # e.g. someone put a directory there: exit cleanly anyway
+                _log.warning("could not remove %s: %s", INFO_FILE, exc)
         return 0
 
     def _on_signal(self, signame: str) -> None:
@@ -191,6 +212,23 @@ class Daemon:
         for inst in self.manager.select():
             if inst.alive:
                 signal_group(inst.pid, signal.SIGKILL)
+
+    async def _keep_info(self, info: dict[str, Any]) -> None:
+        # supervisor.json is how callers find this daemon: if an editor, a full disk or an older
+        # version damaged it, write it again, so `up` and `status` attach instead of failing.
+        failed = ""
+        while not self._stop.is_set():
+            await asyncio.sleep(INFO_CHECK_S)
+            if self._stop.is_set() or info_intact(self.lab_dir, info):
+                continue
+            try:
+                write_info(self.lab_dir, info)
+                _log.warning("%s was damaged or missing; wrote it again", INFO_FILE)
+                failed = ""
+            except OSError as exc:
+                if str(exc) != failed:  # once per distinct problem, not every second
+                    _log.warning("%s is damaged and cannot be rewritten: %s", INFO_FILE, exc)
+                failed = str(exc)
 
     async def _watch_leases(self) -> None:
         # A sweep every LEASE_SWEEP_S is cheap and keeps the linger rule in one place.
