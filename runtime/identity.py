@@ -245,3 +245,14 @@ class Identity:
             port_strict=env.get(ENV_PORT_STRICT) == "1",
             language=env.get(ENV_LANGUAGE, "python"),
         )
+
+    def lab_path(self, name: str = "") -> str | None:
+        """``<lab dir>/<name>`` (the lab dir itself without a name; created if missing), or None
+        outside a lab, where services keep their SQLite stores in memory.
+
+        Example:
+            >>> Identity("config", "config-1").lab_path("config.sqlite") is None
+            True
+        """
+        path = lab_dir_from_env({ENV_LAB_DIR: self.lab_dir})
+        return os.path.join(path, name) if path and name else path

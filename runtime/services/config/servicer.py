@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import CONFIG_DB_FILE, CONFIG_GRPC_SERVICE, lab_file
+from runtime.identity import CONFIG_DB_FILE, CONFIG_GRPC_SERVICE, Identity
 from runtime.services.config.store import (
     ConfigProblem,
     ConfigStore,
@@ -168,16 +168,17 @@ async def _check_names(context: grpc.aio.ServicerContext, namespace: str, key: s
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-def make_store() -> ConfigStore:
+def make_store(identity: Identity) -> ConfigStore:
     """``$LAB_DIR/config.sqlite``, or an in-memory store without LAB_DIR."""
-    return ConfigStore(lab_file(CONFIG_DB_FILE))
+    return ConfigStore(identity.lab_path(CONFIG_DB_FILE))
 
 
 async def main() -> None:
     """Serve the config service through the agent until SIGTERM."""
-    store = make_store()
+    identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
+    store = make_store(identity)
     try:
-        agent = Agent([CONFIG_GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([CONFIG_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
         config_pb2_grpc.add_ConfigServiceServicer_to_server(ConfigService(store), agent.server)
         await agent.run()
     finally:

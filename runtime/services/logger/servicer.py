@@ -19,7 +19,7 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.client.jsonlog import LEVEL_NAMES
-from runtime.identity import LOGGER_GRPC_SERVICE, lab_dir_from_env
+from runtime.identity import LOGGER_GRPC_SERVICE, Identity
 from runtime.services.logger.filter import Selector
 from runtime.services.logger.settings import LoggerSettings
 from runtime.services.logger.store import LogStore
@@ -154,17 +154,18 @@ def entry_problem(entry: logger_pb2.LogEntry) -> str:
     return ""
 
 
-def make_store(settings: LoggerSettings | None = None) -> LogStore:
+def make_store(identity: Identity, settings: LoggerSettings) -> LogStore:
     """The store for this process: ``$LAB_DIR/logs.sqlite`` plus the ring (sizes from the env)."""
-    settings = settings or LoggerSettings.from_env()
-    return LogStore(lab_dir_from_env(), ring_size=settings.ring_size, retention=settings.retention)
+    return LogStore(identity.lab_path(), ring_size=settings.ring_size, retention=settings.retention)
 
 
 async def main() -> None:
     """Serve the logger through the agent until SIGTERM; pending writes finish before exit."""
-    service = LoggerService(make_store())
+    # The process's environment, read once here; the agent gets the identity too.
+    identity = Identity.from_env(default_service=SERVICE_NAME)
+    service = LoggerService(make_store(identity, LoggerSettings.from_env()))
     try:
-        agent = Agent([LOGGER_GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([LOGGER_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
         logger_pb2_grpc.add_LoggerServiceServicer_to_server(service, agent.server)
         await agent.run()
     finally:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import STATE_DB_FILE, STATE_GRPC_SERVICE, lab_file
+from runtime.identity import STATE_DB_FILE, STATE_GRPC_SERVICE, Identity
 from runtime.services.state.locks import LockGone, LockProblem, Locks, UnknownLock
 from runtime.services.state.store import StateProblem, StateStore, check_key
 from runtime.services.watchers import Watchers
@@ -137,16 +137,17 @@ async def _invalid_unless(context: grpc.aio.ServicerContext, check, value: str, 
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-def make_store() -> StateStore:
+def make_store(identity: Identity) -> StateStore:
     """``$LAB_DIR/state.sqlite``, or an in-memory store without LAB_DIR."""
-    return StateStore(lab_file(STATE_DB_FILE))
+    return StateStore(identity.lab_path(STATE_DB_FILE))
 
 
 async def main() -> None:
     """Serve the state service through the agent until SIGTERM."""
-    store = make_store()
+    identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
+    store = make_store(identity)
     try:
-        agent = Agent([STATE_GRPC_SERVICE], default_service=SERVICE_NAME)
+        agent = Agent([STATE_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
         state_pb2_grpc.add_StateServiceServicer_to_server(StateService(store), agent.server)
         await agent.run()
     finally:
