@@ -23,8 +23,8 @@ import pytest
 from runtime import identity as ident
 from runtime.supervisor.child import ChildReport
 from runtime.supervisor.config import LabConfig, ServiceSpec, StartLimit
+from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.manager import Manager
-from runtime.supervisor.process import Desired, Instance
 from runtime.v1 import supervisor_pb2 as pb
 
 # Above Linux's pid_max (4194304): should a fake pid ever reach a real kill(), it finds nothing.

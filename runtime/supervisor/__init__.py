@@ -9,7 +9,8 @@ Modules, one noun each:
     policy    restart decisions (pure)
     child     the seam: what the lifecycle knows of a child (Child, ChildReport, Spawn)
     clock     the seam: monotonic/wall time and timers (LoopClock)
-    process   one real child: spawn, watch output/READY/exit; the Instance record
+    instance  the Instance record (state, pid, restarts, ...) and Desired
+    process   one real child: spawn, watch output/READY/exit (the real Spawn)
     manager   all instances: lookups and lab-wide commands
     events    the event log with replay and subscribers
     output    captured output lines; OutputTap (the log shipper's seam)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from runtime.supervisor.output import OutputCallback
 
 if TYPE_CHECKING:
-    from runtime.supervisor.process import Instance
+    from runtime.supervisor.instance import Instance
 
 Post = Callable[..., None]  # lifecycle.post(handler, *args)
 

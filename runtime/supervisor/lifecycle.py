@@ -35,11 +35,12 @@ from runtime.supervisor.child import ChildReport, Spawn
 from runtime.supervisor.clock import Clock, LoopClock
 from runtime.supervisor.config import LabConfig, ServiceSpec, missing_requirement, resolve_command
 from runtime.supervisor.events import EventLog
+from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.liveness import LivenessKeeper
 from runtime.supervisor.output import OutputCallback
 from runtime.supervisor.policy import Action, RestartTracker
-from runtime.supervisor.process import Desired, Instance, describe_exit, spawn_child
+from runtime.supervisor.process import describe_exit, spawn_child
 from runtime.v1 import supervisor_pb2 as pb
 
 BROKER_SERVICE = "broker"

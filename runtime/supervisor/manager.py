@@ -18,8 +18,8 @@ import signal
 
 from runtime.errors import ServiceNotFound
 from runtime.supervisor.config import ServiceSpec, resolve_command
+from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.lifecycle import BROKER_SERVICE, Lifecycle
-from runtime.supervisor.process import Desired, Instance
 from runtime.v1 import supervisor_pb2 as pb
 
 SETTLE_TASKS_S = 1.0
