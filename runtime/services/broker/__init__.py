@@ -1,1 +1,0 @@
-"""The broker service: registry and discovery: Register with leases, LookupService, WatchServices."""

@@ -1,1 +1,0 @@
-"""The config service: live configuration in SQLite with versions, history and watches."""

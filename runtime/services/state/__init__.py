@@ -1,1 +1,0 @@
-"""The state service: coordination state: values with versions, compare-and-swap, locks with fencing tokens."""
