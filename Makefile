@@ -1,0 +1,60 @@
+# Service Runtime Lab. Two commands matter: `make lab` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := proto/node_modules/.bin/buf
+LAB_PORT ?= 8888
+# JupyterLab refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[notebook,dev]'
+	touch $@
+
+install: $(STAMP)
+
+$(BUF): proto/package.json
+	cd proto && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Regenerate every committed stub from proto/ (DO NOT EDIT the output): Python in runtime/v1 and
+## calculator/v1, TypeScript types in calculator/node/src/generated. Tests fail when either is stale.
+gen: $(STAMP)
+	$(PY) proto/generate.py
+	cd calculator/node && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen-types
+
+proto-lint: $(BUF)
+	cd proto && ./node_modules/.bin/buf lint
+
+lint: $(STAMP) proto-lint
+	$(VENV)/bin/ruff check runtime calculator widgets tests benchmarks proto
+	$(VENV)/bin/mypy
+
+## Build every calculator client/server whose toolchain is here (says what to install otherwise).
+polyglot: $(STAMP)
+	$(PY) -m calculator.toolchains build
+
+## Everything CI checks: lint, generated-code staleness, unit/service/integration tests, notebooks.
+test: install lint polyglot
+	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
+
+## The pure and in-process tiers only (no process started; tests/tiers.py decides), in under a minute.
+test-fast: install
+	LAB_PROFILE=ci $(PY) -m pytest tests -m "not integration" -q
+
+## Start JupyterLab on notebooks/ (prints the URL to open).
+lab: install polyglot
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT)
+
+## Every benchmark, even after one misses a target or fails; the misses and failures at the end.
+bench: install polyglot
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache calculator/node/dist calculator/cpp/build

@@ -1,0 +1,76 @@
+"""An HTTP/1.1 server for Connect apps, on a loopback port of its own, in the service's event loop.
+
+    server = ConnectServer(app)
+    port = await server.start()      # bound to 127.0.0.1:0; returns the port it got
+    ...
+    await server.stop()
+
+uvicorn does the HTTP; this class only binds the socket first (so the port is known and checked
+before anything is announced, like the gRPC port) and keeps uvicorn away from the process's
+signals: the agent or the supervisor already owns SIGTERM and SIGINT, and uvicorn's own handlers
+would replace theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from runtime.identity import LOOPBACK
+
+STOP_GRACE_S = 1  # open watch streams never end by themselves: cut them after this long (whole seconds)
+START_TIMEOUT_S = 5.0
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process's owner (agent or supervisor) handles signals; uvicorn must not take them.
+        yield
+
+
+class ConnectServer:
+    """Serves one ASGI app on ``127.0.0.1:<port>`` until ``stop()``."""
+
+    def __init__(self, app: Any, host: str = LOOPBACK) -> None:
+        self.host = host
+        self.port = 0
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            http="h11",
+            ws="none",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=STOP_GRACE_S,
+        )
+        self._server = _QuietServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Bind, start serving, and return the port once requests are accepted."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"connect:{self.port}")
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()  # raises what made it fail
+                await asyncio.sleep(0.01)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, cut open streams after ``STOP_GRACE_S``, and wait for the server."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -1,0 +1,417 @@
+"""The notebook-facing Lab API: start or attach to a lab, read it as tables, poke it.
+
+Synchronous and safe in notebook cells: it never runs an event loop and never installs signal
+handlers (the kernel owns both). The lab itself runs under a supervisor daemon in its own
+session; this handle only holds a lease on it.
+
+    from runtime import Lab
+    lab = Lab.up()                 # start or attach; returns when every service is ready
+    lab.status()                   # DataFrame: service, instance, pid, state, restarts, ...
+    lab.kill("calculator")         # SIGKILL one calculator instance
+    lab.events().tail()            # what the supervisor saw and decided, with reasons
+    lab.down()                     # stop everything
+"""
+
+from __future__ import annotations
+
+import os
+import signal as signal_module
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pandas as pd
+
+from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
+from runtime.identity import ENV_LEASE_TTL_MS
+from runtime.lab import frames, launcher
+from runtime.lab.chaos import ChaosViews
+from runtime.lab.config_state import ConfigStateViews
+from runtime.lab.events import ProcessEventWatch
+from runtime.lab.health import HealthViews
+from runtime.lab.lease import LEASE_TTL_MS, PERSISTENT_TTL_MS, LeaseKeeper
+from runtime.lab.load import LoadViews
+from runtime.lab.logs import LogViews
+from runtime.lab.polyglot import PolyglotViews
+from runtime.lab.project import LabPaths, resolve
+from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2
+
+RPC_TIMEOUT_S = 5.0
+READY_POLL_S = 0.05
+DEFAULT_LINGER_S = 30.0
+RUNNING = "RUNNING"
+_DEAD_STATES = (supervisor_pb2.PROCESS_STATE_FATAL, supervisor_pb2.PROCESS_STATE_EXITED)
+
+# One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same
+# handle instead of piling up leases.
+_handles: dict[Path, Lab] = {}
+_handles_lock = threading.Lock()
+
+
+class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigStateViews):
+    """A handle on one running lab (one supervisor daemon per lab dir).
+
+    Use ``Lab.up()`` or ``Lab.attach()`` rather than the constructor.
+    """
+
+    def __init__(self, paths: LabPaths, info: launcher.DaemonInfo, *, persistent: bool = False) -> None:
+        self.paths = paths
+        self.lab_dir = paths.lab_dir
+        self.pid = info.pid
+        self.address = info.address
+        self._sup_channel, self._supervisor = launcher.supervisor_stub(info.address)
+        ttl_ms = PERSISTENT_TTL_MS if persistent else int(os.environ.get(ENV_LEASE_TTL_MS, LEASE_TTL_MS))
+        self._lease = LeaseKeeper(self._supervisor, holder=f"python pid {os.getpid()}", ttl_ms=ttl_ms)
+        self._channels: dict[str, Any] = {}
+        self._broker_address = ""
+        self._closed = False
+
+    # -- starting and attaching ------------------------------------------------------------
+
+    @classmethod
+    def up(
+        cls,
+        lab_dir: str | os.PathLike[str] | None = None,
+        config: str | os.PathLike[str] | None = None,
+        linger_s: float = DEFAULT_LINGER_S,
+        timeout_s: float = 30.0,
+        *,
+        persistent: bool = False,
+    ) -> Lab:
+        """Start the lab (or attach to the running one) and return when its services are ready.
+
+        Args:
+            lab_dir: where the lab keeps its state (default ``.lab`` in the project root).
+            config: the lab file (default ``lab.yaml`` in the project root).
+            linger_s: how long the lab outlives its last lease (a kernel restart re-attaches).
+            timeout_s: how long to wait for every service to be ready.
+            persistent: hold the lab until ``down()`` even after this process exits (the CLI's
+                ``up``); a notebook leaves it False so a dead kernel never leaves a lab behind.
+
+        Raises:
+            StartupError: a service did not become ready; names it with its last log lines and
+                says what became of the lab: one this call started is stopped again, one that
+                was running already keeps running (see ``_failed_up``).
+
+        Example:
+            >>> lab = Lab.up()        # doctest: +SKIP
+        """
+        paths = resolve(lab_dir, config)
+        existing = _live_handle(paths.lab_dir)
+        if existing is not None:
+            existing.wait_ready(timeout_s)
+            return existing
+        info, started = launcher.find_or_spawn(paths.lab_dir, paths.config, linger_s)
+        lab = cls._register(paths, info, persistent=persistent)
+        try:
+            lab.wait_ready(timeout_s)
+        except StartupError as err:
+            raise lab._failed_up(err, started) from None
+        return lab
+
+    def _failed_up(self, err: StartupError, started: bool) -> StartupError:
+        """Clean up after a failed ``up`` and say in the error what became of the lab.
+
+        A lab this call started is stopped again: the learner who reads "calculator-1 is FATAL"
+        fixes it and runs ``up`` again, and must not meet half a lab holding ports, nor (after
+        ``runtime-lab up``) a persistent lease keeping that half running unseen. The error keeps
+        the failing service's last lines; its full output stays in the lab dir's logs. A lab that
+        was running before this call belongs to whoever started it: it keeps running, this handle
+        only gives back its own lease, and the error says how to stop the lab.
+        """
+        if started:
+            try:
+                self.down()
+                outcome = f"the lab this call started in {self.lab_dir} was stopped again"
+            except (LabError, grpc.RpcError) as exc:
+                outcome = f"stopping the lab it started failed ({exc}); stop it with `runtime-lab down`"
+        else:
+            self.close()
+            outcome = (
+                f"the lab in {self.lab_dir} was running before and keeps running; "
+                "stop it with `runtime-lab down` or Lab.down()"
+            )
+        return StartupError(err.service, f"{err.reason}; {outcome}", err.last_lines)
+
+    @classmethod
+    def attach(cls, lab_dir: str | os.PathLike[str] | None = None) -> Lab:
+        """Attach to a running lab without starting one.
+
+        Raises:
+            LabNotRunning: no daemon answers for that lab dir.
+        """
+        paths = resolve(lab_dir, None)
+        existing = _live_handle(paths.lab_dir)
+        if existing is not None:
+            return existing
+        return cls._register(paths, launcher.attach_info(paths.lab_dir))
+
+    @classmethod
+    def _register(cls, paths: LabPaths, info: launcher.DaemonInfo, *, persistent: bool = False) -> Lab:
+        lab = cls(paths, info, persistent=persistent)
+        with _handles_lock:
+            _handles[paths.lab_dir] = lab
+        return lab
+
+    def wait_ready(self, timeout_s: float = 30.0) -> pd.DataFrame:
+        """Wait until every service instance is RUNNING; returns the status table.
+
+        Raises:
+            StartupError: an instance went FATAL or EXITED for good, or was not ready in time (with its last lines).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            procs = list(self._call("ListProcesses", supervisor_pb2.ListProcessesRequest()).processes)
+            pending = [p for p in procs if not _is_ready_or_skipped(p)]
+            # FATAL: the start limit was hit; EXITED: its restart policy says it stays down.
+            dead = [p for p in pending if p.state in _DEAD_STATES]
+            if dead:
+                p = dead[0]
+                state = frames.enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_")
+                raise StartupError(
+                    p.instance_id, f"is {state}: {p.last_exit_reason}", self._last_lines(p.instance_id)
+                )
+            if procs and not pending:
+                return frames.status_frame(procs)
+            if time.monotonic() > deadline:
+                p = pending[0] if pending else None
+                if p is None:
+                    raise StartupError("lab", f"listed no processes within {timeout_s:.0f} s")
+                state = frames.enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_")
+                reason = f"not ready within {timeout_s:.0f} s (state {state}; {p.last_exit_reason or 'no exit yet'})"
+                raise StartupError(p.instance_id, reason, self._last_lines(p.instance_id))
+            time.sleep(READY_POLL_S)
+
+    # -- reading the lab -------------------------------------------------------------------
+
+    def status(self, service: str | None = None) -> pd.DataFrame:
+        """Every process: service, instance, pid, state, restarts, port, uptime_s, cpu_percent, rss_mb."""
+        resp = self._call("ListProcesses", supervisor_pb2.ListProcessesRequest(service=service or ""))
+        return frames.status_frame(resp.processes)
+
+    def events(self, service: str | None = None, limit: int = 200) -> pd.DataFrame:
+        """The supervisor's decisions, oldest first: time, service, instance, pid, event, reason."""
+        req = supervisor_pb2.ListProcessEventsRequest(service=service or "")
+        evs = list(self._call("ListProcessEvents", req).events)
+        return frames.events_frame(evs[-limit:] if limit else evs)
+
+    def watch_events(
+        self, callback: Callable[[dict[str, Any]], object], replay: int = 0, service: str | None = None
+    ) -> ProcessEventWatch:
+        """Call ``callback(event)`` from a background thread for every lifecycle decision; ``.stop()`` ends it.
+
+        ``replay`` past events come first. Each event is a dict with the columns of ``events()``.
+        """
+        return ProcessEventWatch(lambda: self._sup_channel, callback, replay=replay, service=service or "")
+
+    def output(self, instance: str, lines: int = 20) -> list[str]:
+        """The last captured stdout/stderr lines of one instance."""
+        return self._last_lines(instance, lines)
+
+    def lookup(self, service: str, include_unhealthy: bool = False) -> pd.DataFrame:
+        """The instances the broker hands out for ``service`` (lab name, gRPC name or short name)."""
+        req = broker_pb2.LookupServiceRequest(service_name=service, include_unhealthy=include_unhealthy)
+        with grpc.insecure_channel(self.broker_address) as ch:
+            try:
+                resp = broker_pb2_grpc.BrokerServiceStub(ch).LookupService(req, timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as err:
+                raise ClientError(
+                    f"broker lookup of {service!r} failed: {err.details()}", err.code().name
+                ) from err
+        return frames.lookup_frame(resp.instances)
+
+    @property
+    def broker_address(self) -> str:
+        """``127.0.0.1:PORT`` of the broker (it keeps its port across restarts)."""
+        if not self._broker_address:
+            info = self._call("GetLabInfo", supervisor_pb2.GetLabInfoRequest())
+            if not info.broker_address:
+                raise LabError(
+                    "the lab has no broker address yet; is the broker service running? see lab.status()"
+                )
+            self._broker_address = info.broker_address
+        return self._broker_address
+
+    # -- acting on the lab -----------------------------------------------------------------
+
+    def kill(
+        self, service: str, instance: str | int | None = None, signal: str | int = "SIGKILL"
+    ) -> dict[str, Any]:
+        """Send ``signal`` to one instance of ``service`` (the first running one by default).
+
+        Returns:
+            dict with pid, instance and signal of the process that got it.
+
+        Example:
+            >>> lab.kill("calculator", 1)            # doctest: +SKIP
+            {'pid': 4242, 'instance': 'calculator-1', 'signal': 'SIGKILL'}
+        """
+        req = supervisor_pb2.SignalProcessRequest(
+            service=service, instance_id=_instance_id(service, instance), signal=_signal_name(signal)
+        )
+        resp = self._call("SignalProcess", req)
+        return {"pid": resp.pid, "instance": resp.instance_id, "signal": resp.signal}
+
+    def restart(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
+        """Stop and start a service (or one instance) gracefully."""
+        req = supervisor_pb2.RestartProcessRequest(
+            service=service, instance_id=_instance_id(service, instance)
+        )
+        return frames.status_frame(self._call("RestartProcess", req).processes)
+
+    def stop(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
+        """Stop a service (or one instance); it stays stopped until ``start``."""
+        req = supervisor_pb2.StopProcessRequest(service=service, instance_id=_instance_id(service, instance))
+        return frames.status_frame(self._call("StopProcess", req).processes)
+
+    def start(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
+        """Start the stopped instances of a service."""
+        req = supervisor_pb2.StartProcessRequest(service=service, instance_id=_instance_id(service, instance))
+        return frames.status_frame(self._call("StartProcess", req).processes)
+
+    def scale(self, service: str, n: int) -> pd.DataFrame:
+        """Run ``n`` instances of ``service``; returns its processes."""
+        req = supervisor_pb2.ScaleServiceRequest(service=service, instances=n)
+        return frames.status_frame(self._call("ScaleService", req).processes)
+
+    def wait_restarted(self, instance: str, old_pid: int, timeout_s: float = 15.0) -> pd.Series:
+        """Wait until ``instance`` runs again under a pid other than ``old_pid``; returns its row."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            df = self.status()
+            row = df[df.instance == instance]
+            if not row.empty and row.iloc[0].state == RUNNING and row.iloc[0].pid not in (None, old_pid):
+                return row.iloc[0]
+            time.sleep(READY_POLL_S)
+        raise StartupError(
+            instance, f"was not running again within {timeout_s:.0f} s", self._last_lines(instance)
+        )
+
+    def wait_for(
+        self, condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"
+    ) -> None:
+        """Poll ``condition`` until it is true (a cell-friendly wait with a timeout).
+
+        Raises:
+            TimeoutError: names ``what`` was awaited.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
+            time.sleep(READY_POLL_S)
+
+    def calculator(self, timeout_s: float = 5.0) -> Any:
+        """A calculator client that finds servers through the broker.
+
+        Example:
+            >>> lab.calculator().add(2, 3, correlation_id="req-123")   # doctest: +SKIP
+            5.0
+        """
+        from calculator.client import CalculatorClient
+
+        self.ship_client_logs()  # so "Calling Add(2,3)" / "Result: 5" reach the logger (service "notebook")
+        return CalculatorClient(self.broker_address, timeout_s=timeout_s)
+
+    def down(self, timeout_s: float = launcher.SHUTDOWN_WAIT_S) -> None:
+        """Stop every process of the lab and the daemon; returns when they are gone."""
+        self._lease.stop(release=False)
+        try:
+            self._supervisor.Shutdown(
+                supervisor_pb2.ShutdownRequest(reason="lab.down()"), timeout=RPC_TIMEOUT_S
+            )
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        if not launcher.wait_for_exit(self.pid, timeout_s):
+            raise LabError(f"the supervisor (pid {self.pid}) did not stop within {timeout_s:.0f} s")
+        self._close_channels()
+
+    def close(self) -> None:
+        """Detach: release this handle's lease; the lab lingers, then stops if nobody holds one."""
+        if self._closed:
+            return
+        self._lease.stop(release=True)
+        self._close_channels()
+
+    # -- for the mixins (health, logs, polyglot) ------------------------------------------
+
+    def _channel(self, grpc_service: str) -> Any:
+        """A channel to the current instances of ``grpc_service``, found through the broker."""
+        ch = self._channels.get(grpc_service)
+        if ch is None:
+            from runtime.client.discovery import connect
+
+            ch = connect(grpc_service, broker_address=self.broker_address)
+            self._channels[grpc_service] = ch
+        return ch
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._supervisor, method)(request, timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as err:
+            code = err.code()
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise ServiceNotFound(err.details()) from err
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise LabError(
+                    f"the lab in {self.lab_dir} does not answer (was it stopped?); run Lab.up()"
+                ) from err
+            raise ClientError(err.details() or str(err), code.name) from err
+
+    def _last_lines(self, instance: str, lines: int = 15) -> list[str]:
+        try:
+            req = supervisor_pb2.GetProcessOutputRequest(instance_id=instance, lines=lines)
+            resp = self._supervisor.GetProcessOutput(req, timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError:
+            return []
+        return [f"[{ln.stream}] {ln.text}" for ln in resp.lines]
+
+    def _close_channels(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+        self._sup_channel.close()
+        with _handles_lock:
+            if _handles.get(self.lab_dir) is self:
+                del _handles[self.lab_dir]
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.lab_dir} supervisor pid={self.pid} at {self.address}>"
+
+
+def _live_handle(lab_dir: Path) -> Lab | None:
+    with _handles_lock:
+        lab = _handles.get(lab_dir)
+    if (
+        lab is not None
+        and launcher.pid_alive(lab.pid)
+        and launcher.probe(launcher.DaemonInfo(lab.pid, lab.address))
+    ):
+        return lab
+    if lab is not None:
+        lab._close_channels()
+    return None
+
+
+def _is_ready_or_skipped(p: supervisor_pb2.ProcessInfo) -> bool:
+    # SKIPPED: its `requires` is missing; it will not run, so nobody waits for it.
+    return p.state in (supervisor_pb2.PROCESS_STATE_RUNNING, supervisor_pb2.PROCESS_STATE_SKIPPED)
+
+
+def _instance_id(service: str, instance: str | int | None) -> str:
+    if instance is None:
+        return ""
+    return f"{service}-{instance}" if isinstance(instance, int) else instance
+
+
+def _signal_name(sig: str | int) -> str:
+    if isinstance(sig, int):
+        return signal_module.Signals(sig).name
+    return sig

@@ -1,0 +1,1 @@
+"""The broker service: registry and discovery: Register with leases, LookupService, WatchServices."""

@@ -1,0 +1,1 @@
+"""The config service: live configuration in SQLite with versions, history and watches."""

@@ -1,0 +1,1 @@
+"""The load service: the load generator: open-loop load with HDR percentiles against a service found through the broker."""

@@ -1,0 +1,1 @@
+"""The logger service: structured log store: a ring buffer and SQLite (WAL, FTS5), queries and live subscriptions."""

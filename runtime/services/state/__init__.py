@@ -1,0 +1,1 @@
+"""The state service: coordination state: values with versions, compare-and-swap, locks with fencing tokens."""

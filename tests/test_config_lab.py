@@ -1,0 +1,151 @@
+"""Config and state in a real lab: the calculator follows config live; workers count and elect a leader."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from waiting import wait_until
+
+from runtime.errors import ClientError
+from runtime.lab import Lab
+
+WAIT_S = 10.0
+
+
+@pytest.fixture
+def lab(lab_factory) -> Lab:
+    return lab_factory("config-state")
+
+
+def concurrent_adds(calc, n: int) -> list[str]:
+    """``n`` Add calls at once; the gRPC status name (or 'OK') of each."""
+
+    def one(i: int) -> str:
+        try:
+            calc.add(i, 1)
+            return "OK"
+        except ClientError as err:
+            return err.code
+        except Exception as err:  # noqa: BLE001 - report whatever the client raised
+            return type(err).__name__
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_calculator_follows_max_connections_without_restart(lab: Lab):
+    pid = int(lab.status("calculator").pid.iloc[0])
+    calc = lab.calculator()
+    assert concurrent_adds(calc, 4) == ["OK"] * 4
+    lab.config_set("calculator", "work_ms", 300)
+    lab.config_set("calculator", "max_connections", 1)
+    wait_until(
+        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
+        WAIT_S,
+        "calls beyond max_connections refused",
+        ignore=(Exception,),
+    )
+    lab.config_set("calculator", "max_connections", 100)
+    lab.config_set("calculator", "work_ms", 0)
+    wait_until(
+        lambda: concurrent_adds(calc, 4) == ["OK"] * 4, WAIT_S, "every call served again", ignore=(Exception,)
+    )
+    # The calculator's watch reconnects after the config service was killed and restarted.
+    old = lab.kill("config")
+    lab.wait_restarted("config-1", old["pid"])
+    lab.config_set("calculator", "work_ms", 300)
+    lab.config_set("calculator", "max_connections", 1)
+    wait_until(
+        lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
+        WAIT_S,
+        "the limit after a config restart",
+        ignore=(Exception,),
+    )
+    lab.config_set("calculator", "max_connections", 100)
+    lab.config_set("calculator", "work_ms", 0)
+    assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
+    calc.close()
+
+
+def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
+    seen: list[dict] = []
+    watch = lab.watch_config("demo", seen.append)
+    try:
+        lab.config_set("demo", "greeting", "hello")
+        wait_until(
+            lambda: [s["value"] for s in seen] == ["hello"], WAIT_S, "the first value", ignore=(Exception,)
+        )
+        with pytest.raises(ClientError) as info:
+            lab.config_set("demo", "n", "x", "int")
+        assert info.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(ClientError) as info:
+            lab.config_get("demo", "missing")
+        assert info.value.code == "NOT_FOUND" and "missing" in str(info.value)
+        old = lab.kill("config")
+        lab.wait_restarted("config-1", old["pid"])
+        wait_until(
+            lambda: lab.config_get("demo", "greeting")["version"] == 1,
+            WAIT_S,
+            "the value after the restart",
+            ignore=(Exception,),
+        )
+        lab.config_set("demo", "greeting", "again")
+        wait_until(
+            lambda: seen[-1]["value"] == "again",
+            WAIT_S,
+            "the watch to reconnect and see the change",
+            ignore=(Exception,),
+        )
+        assert watch.reconnects >= 1
+    finally:
+        watch.stop()
+    assert not watch.running
+    assert list(lab.configs("demo").key) == ["greeting"]
+
+
+def test_workers_count_exactly_and_lead_one_at_a_time(lab: Lab):
+    run = lab.run_workers(4, increments=25, terms=3, counter="test/counter", lock_name="test-leader")
+    workers, terms = run["workers"], run["terms"]
+    assert list(workers.exit_code) == [0] * 4, workers
+    assert lab.state_get("test/counter")["value"] == "100"
+    assert len(terms) == 12 and terms.token.is_monotonic_increasing and terms.token.is_unique
+    # One leader at a time: each term ends before the next token's term starts.
+    assert (terms.end_ms.shift(1).fillna(0) <= terms.start_ms).all(), terms
+    grant = lab.lock("test-leader", "notebook", ttl_ms=200)
+    assert grant["acquired"] and grant["fencing_token"] == terms.token.max() + 1
+    time.sleep(0.3)
+    with pytest.raises(ClientError) as info:
+        lab.unlock(grant["lock_id"])
+    assert info.value.code == "FAILED_PRECONDITION" and "expired" in str(info.value)
+
+
+def test_serving_workers_elect_one_leader_and_fail_over(lab: Lab):
+    def record():
+        value = lab.state_get("leader/fenced")["value"]
+        return json.loads(value) if value else None
+
+    first = wait_until(
+        lambda: (r := record()) and r["writes"] >= 3 and r,
+        WAIT_S,
+        "a leader's fenced writes",
+        ignore=(Exception,),
+    )
+    wait_until(
+        lambda: record()["writes"] >= first["writes"] + 3,
+        WAIT_S,
+        "the leader to keep writing",
+        ignore=(Exception,),
+    )
+    assert record()["token"] == first["token"]  # one leader, one token, while nobody fails
+    leader = first["owner"]
+    lab.kill("worker", leader.split()[0])  # owner: "worker-2 pid 4242"
+    after = wait_until(
+        lambda: (r := record()) and r["owner"] != leader and r,
+        WAIT_S,
+        "another worker to take over",
+        ignore=(Exception,),
+    )
+    assert after["token"] > first["token"]

@@ -1,0 +1,144 @@
+"""Health in a real lab: supervisor, broker, health service, calculators, and the Lab's health views."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from waiting import wait_until
+
+from runtime.errors import ServiceNotFound
+from runtime.lab import Lab
+from runtime.lab.health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
+
+WAIT_S = 10.0
+REBUILD_LIMIT_S = 2.0
+SAMPLED_AFTER_RESTART_S = 0.5
+
+
+@pytest.fixture
+def lab(lab_factory) -> Lab:
+    return lab_factory("health")
+
+
+def all_healthy(lab: Lab, instances: set[str]) -> bool:
+    try:
+        df = lab.health()
+    except Exception:
+        return False
+    states = dict(zip(df.instance, df.state, strict=True))
+    return all(states.get(i) == "HEALTHY" for i in instances)
+
+
+class LookupSampler(threading.Thread):
+    """Samples lab.lookup("calculator") every few ms: (time, {instance: pid})."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(name="lookup-sampler", daemon=True)
+        self.lab = lab
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(0.005):
+            df = self.lab.lookup("calculator")
+            self.samples.append((time.monotonic(), dict(zip(df.instance, df.pid, strict=True))))
+
+
+def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(lab: Lab):
+    instances = {"broker-1", "health-1", "calculator-1", "calculator-2"}
+    wait_until(lambda: all_healthy(lab, instances), WAIT_S, "every instance HEALTHY")
+    seen: list[tuple[float, HealthChange]] = []
+    watch = lab.watch_health(lambda c: seen.append((time.monotonic(), c)))
+    sampler = LookupSampler(lab)
+    try:
+        wait_until(lambda: watch.connected.is_set(), WAIT_S, "the health watch to connect")
+        sampler.start()
+        victim = lab.kill("calculator", 1)
+        killed_at = time.monotonic()
+
+        def back_healthy():
+            return [
+                t
+                for t, c in seen
+                if c.instance == "calculator-1" and c.new_state == "HEALTHY" and t > killed_at
+            ]
+
+        wait_until(back_healthy, WAIT_S, "calculator-1 HEALTHY again")
+    finally:
+        sampler.halt.set()
+        sampler.join(5)
+        watch.stop()
+    assert not watch.running
+
+    mine = [(t, c) for t, c in seen if c.instance == "calculator-1" and not c.snapshot]
+    states = [c.new_state for _, c in mine]
+    # Notes (same state, e.g. "restart scheduled") may sit between the transitions.
+    changes = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    assert changes == ["UNHEALTHY", "STARTING", "HEALTHY"], mine
+    reasons = " | ".join(c.reason for _, c in mine)
+    assert "SIGKILL" in reasons and "restart" in reasons, reasons
+    unhealthy_at = next(t for t, c in mine if c.new_state == "UNHEALTHY")
+    assert unhealthy_at - killed_at < 1.0
+
+    # The broker never handed out the dead process once it was seen UNHEALTHY.
+    after = [pids for t, pids in sampler.samples if t >= unhealthy_at]
+    assert after, "no lookup samples after the crash"
+    assert all(pids.get("calculator-1") != victim["pid"] for pids in after)
+    # ... and it came back under its new pid.
+    assert sampler.samples[-1][1].get("calculator-1") not in (None, victim["pid"])
+
+    hist = lab.health_history("calculator")
+    assert list(hist.columns) == HISTORY_COLUMNS
+    assert {"UNHEALTHY", "STARTING", "HEALTHY"} <= set(hist[hist.instance == "calculator-1"].new_state)
+
+
+def test_health_service_restart_rebuilds_states_within_2_s(lab: Lab):
+    instances = {"broker-1", "calculator-1", "calculator-2"}
+    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), WAIT_S, "every instance HEALTHY")
+    old = lab.kill("health")
+    killed_at = time.monotonic()
+    wait_until(lambda: all_healthy(lab, instances), WAIT_S, "states rebuilt after the health service restart")
+    took = time.monotonic() - killed_at
+    assert took <= REBUILD_LIMIT_S, f"states were rebuilt after {took:.2f} s"
+    status = lab.status()
+    assert (status.state == "RUNNING").all(), status
+    assert int(status[status.instance == "health-1"].pid.iloc[0]) != old["pid"]
+    # Nothing else restarted.
+    assert set(status[status.restarts > 0].instance) == {"health-1"}
+
+
+def test_health_views_frames_and_errors(lab: Lab):
+    wait_until(lambda: all_healthy(lab, {"calculator-1", "calculator-2"}), WAIT_S, "calculators HEALTHY")
+    df = lab.health()
+    assert list(df.columns) == HEALTH_COLUMNS
+    assert set(df.instance) >= {"broker-1", "health-1", "calculator-1", "calculator-2"}
+    assert df.since.notna().all()
+    assert lab.check_health("calculator").state == 2
+    with pytest.raises(ServiceNotFound, match="known services: .*calculator"):
+        lab.health_history("calculatr")
+    with pytest.raises(ServiceNotFound, match="calculator-1"):
+        lab.check_health("calculator", "calculator-7")
+
+
+def test_graceful_health_service_restart_keeps_every_instance_in_discovery(lab: Lab):
+    instances = {"broker-1", "calculator-1", "calculator-2"}
+    wait_until(lambda: all_healthy(lab, instances | {"health-1"}), WAIT_S, "every instance HEALTHY")
+    sampler = LookupSampler(lab)
+    sampler.start()
+    try:
+        lab.restart("health")
+        started = time.monotonic()
+        wait_until(lambda: all_healthy(lab, instances), WAIT_S, "states rebuilt after the graceful restart")
+        wait_until(
+            lambda: sampler.samples and sampler.samples[-1][0] - started >= SAMPLED_AFTER_RESTART_S,
+            WAIT_S,
+            f"lookups sampled for {SAMPLED_AFTER_RESTART_S} s after the restart",
+        )
+    finally:
+        sampler.halt.set()
+        sampler.join(5)
+    assert sampler.samples
+    # The stopping health service saw every report stream end; that must not hide anyone.
+    assert all(set(pids) == {"calculator-1", "calculator-2"} for _, pids in sampler.samples)

@@ -1,0 +1,212 @@
+"""Chaos panel: three buttons and a live latency chart (presentation only).
+
+The buttons call the Lab's public chaos API (``lab.inject``, ``lab.clear``); the chart is fed by a
+``LatencyProbe``, a named background thread that calls the calculator through the broker a few
+times per second, like any client would. Nothing here touches processes.
+
+    from widgets.chaos_view import ChaosPanel
+    panel = ChaosPanel(lab); panel.show()   # "Inject 500 ms latency", "Crash", "Clear all"
+    panel.probe.frame()                     # time, latency_ms, status, served_by
+    panel.stop()
+"""
+
+from __future__ import annotations
+
+import collections
+import html
+import threading
+import time
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+from IPython.display import display
+
+from calculator.client import CalculatorClient
+from runtime.errors import LabError
+
+PROBE_INTERVAL_S = 0.1
+PROBE_TIMEOUT_S = 2.0
+PROBE_SAMPLES = 600  # ~60 s at the default interval
+# The browser and the widget comm choke on faster updates; samples in between are batched.
+MIN_REDRAW_S = 0.4
+DEFAULT_DELAY_MS = 500
+DEFAULT_FAULT_S = 60
+PROBE_COLUMNS = ["time", "latency_ms", "status", "served_by"]
+
+
+class LatencyProbe:
+    """Calls ``Add(1, 2)`` every ``interval_s`` from a named thread; keeps the last samples.
+
+    Example:
+        >>> probe = LatencyProbe(lab.broker_address)   # doctest: +SKIP
+        >>> probe.frame().tail()                      # doctest: +SKIP
+        >>> probe.stop()                              # doctest: +SKIP
+    """
+
+    def __init__(
+        self, broker_address: str, interval_s: float = PROBE_INTERVAL_S, timeout_s: float = PROBE_TIMEOUT_S
+    ) -> None:
+        self.interval_s = interval_s
+        self.client = CalculatorClient(broker_address, timeout_s=timeout_s)
+        self.samples: collections.deque[tuple[float, float, str, str]] = collections.deque(
+            maxlen=PROBE_SAMPLES
+        )
+        self.new = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-latency-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            status, served = "OK", ""
+            try:
+                self.client.add(1, 2)
+                served = (self.client.last_served_by or ("", ""))[0]
+            except LabError as err:  # ClientError (DEADLINE_EXCEEDED, UNAVAILABLE) or discovery
+                status = getattr(err, "code", "") or type(err).__name__
+            self.samples.append((time.time(), (time.monotonic() - started) * 1000, status, served))
+            self.new.set()
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def frame(self) -> pd.DataFrame:
+        """The kept samples, oldest first."""
+        df = pd.DataFrame(list(self.samples), columns=PROBE_COLUMNS)
+        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
+        return df
+
+    def stop(self) -> None:
+        """Stop calling; returns once the thread has ended."""
+        self._stop.set()
+        self._thread.join(timeout=PROBE_TIMEOUT_S + 1)
+        self.client.close()
+
+    @property
+    def running(self) -> bool:
+        """True while the probe thread runs."""
+        return self._thread.is_alive()
+
+
+class ChaosPanel:
+    """Buttons "Inject 500 ms latency", "Crash", "Clear all" over a live latency chart."""
+
+    def __init__(
+        self,
+        lab: Any,
+        service: str = "calculator",
+        delay_ms: int = DEFAULT_DELAY_MS,
+        fault_s: int = DEFAULT_FAULT_S,
+        min_redraw_s: float = MIN_REDRAW_S,
+    ) -> None:
+        self.lab = lab
+        self.service = service
+        self.delay_ms = delay_ms
+        self.fault_s = fault_s
+        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
+        self.buttons = {
+            "delay": widgets.Button(description=f"Inject {delay_ms} ms latency", button_style="warning"),
+            "crash": widgets.Button(description="Crash", button_style="danger"),
+            "clear": widgets.Button(description="Clear all", button_style="success"),
+        }
+        self.buttons["delay"].layout.width = "200px"
+        self.buttons["delay"].on_click(lambda _: self.inject_latency())
+        self.buttons["crash"].on_click(lambda _: self.crash())
+        self.buttons["clear"].on_click(lambda _: self.clear_all())
+        self.status = widgets.HTML("<i>ready</i>")
+        self.figure = go.FigureWidget(
+            data=[
+                go.Scatter(name="latency", mode="lines+markers", marker=dict(size=4)),
+                go.Scatter(name="failed", mode="markers", marker=dict(color="#c62828", size=9, symbol="x")),
+            ],
+            layout=go.Layout(
+                title=f"{service}: latency of Add(1, 2) as a client sees it",
+                yaxis=dict(title="ms", rangemode="tozero"),
+                height=300,
+                margin=dict(t=40, b=30),
+            ),
+        )
+        self.widget = widgets.VBox([widgets.HBox(list(self.buttons.values())), self.status, self.figure])
+        self.probe: LatencyProbe | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.actions: list[str] = []
+        self.redraws = 0
+
+    # -- the buttons (also callable from code) ---------------------------------------------
+
+    def inject_latency(self) -> str:
+        """Inject ``delay_ms`` into every instance of the service for ``fault_s`` seconds."""
+        return self._act(
+            lambda: self.lab.inject(self.service, "delay", duration_s=self.fault_s, delay_ms=self.delay_ms),
+            f"+{self.delay_ms} ms on every {self.service} instance for {self.fault_s} s",
+        )
+
+    def crash(self) -> str:
+        """SIGKILL one instance through the supervisor (which restarts it)."""
+        first = f"{self.service}-1"
+        return self._act(
+            lambda: self.lab.inject(self.service, "crash", instance=first),
+            f"{first} crashed (SIGKILL by the supervisor); watch it come back",
+        )
+
+    def clear_all(self) -> str:
+        """Clear every active fault."""
+        return self._act(lambda: f"{self.lab.clear()} cleared", "every fault cleared")
+
+    def _act(self, action: Any, text: str) -> str:
+        try:
+            result = str(action())
+            line = f"{time.strftime('%H:%M:%S')} {text} ({result})"
+            self.status.value = html.escape(line)
+        except LabError as err:
+            line = f"{time.strftime('%H:%M:%S')} failed: {err}"
+            self.status.value = f"<span style='color:#c62828'>{html.escape(line)}</span>"
+        self.actions.append(line)
+        return line
+
+    # -- live chart ------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Display the panel (from the notebook's main thread) and start the probe and redraws."""
+        display(self.widget)
+        self.probe = LatencyProbe(self.lab.broker_address)
+        self._thread = threading.Thread(target=self._redraw_loop, name="chaos-panel-redraw", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the probe and the redraws (the chart keeps its last picture)."""
+        self._stop.set()
+        if self.probe is not None:
+            self.probe.new.set()
+            self.probe.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _redraw_loop(self) -> None:
+        assert self.probe is not None
+        while not self._stop.is_set():
+            self.probe.new.wait()
+            self.probe.new.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.redraw()
+            except Exception as err:  # noqa: BLE001 - a redraw glitch must not end the live chart
+                self.status.value = html.escape(f"redraw failed ({err}); retrying")
+            self._stop.wait(self.min_redraw_s)
+
+    def redraw(self) -> None:
+        """Repaint the chart from the probe's samples (one batched update)."""
+        if self.probe is None:
+            return
+        df = self.probe.frame()
+        ok, bad = df[df.status == "OK"], df[df.status != "OK"]
+        with self.figure.batch_update():
+            line, failed = self.figure.data
+            line.x, line.y = list(ok.time), list(ok.latency_ms)
+            line.text = list(ok.served_by)
+            failed.x, failed.y = list(bad.time), list(bad.latency_ms)
+            failed.text = list(bad.status)
+        self.redraws += 1

@@ -1,0 +1,169 @@
+"""Load views: a live RPS + latency chart of a load test, with start/stop controls (presentation only).
+
+Everything here goes through the Lab's public load API (``lab.start_load()``, the LoadTest handle);
+nothing touches processes.
+
+    from widgets.load_view import LoadView, load_figure
+    view = LoadView(lab); view.show()           # controls + live chart; Start runs a test
+    view.follow(lab.start_load(rps=500, duration_s=10))   # or chart a test started in code
+    view.stop()                                  # stop following (and the test, if it runs)
+    load_figure(test.frame).show()               # a static chart of a finished test
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+from IPython.display import display
+from plotly.subplots import make_subplots
+
+# The browser and the widget comm choke on faster updates; metrics in between are batched.
+MIN_REDRAW_S = 0.4
+LATENCY_SERIES = (("p50_ms", "p50", "#2e7d32"), ("p95_ms", "p95", "#f9a825"), ("p99_ms", "p99", "#c62828"))
+METHODS = ("Add", "Subtract", "Multiply", "Divide")
+
+
+def load_figure(frame: pd.DataFrame, title: str = "Load test") -> go.Figure:
+    """RPS (sent per second, failures as bars) above p50/p95/p99 latency, one point per second."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("requests/s", "latency (ms)"),
+    )
+    x = list(frame.second)
+    fig.add_trace(go.Scatter(x=x, y=list(frame.rps), name="sent/s", line=dict(color="#1565c0")), 1, 1)
+    failed = frame.failed.diff().fillna(frame.failed).clip(lower=0) if len(frame) else frame.failed
+    fig.add_trace(go.Bar(x=x, y=list(failed), name="failed/s", marker_color="#c62828", opacity=0.6), 1, 1)
+    for column, name, color in LATENCY_SERIES:
+        fig.add_trace(go.Scatter(x=x, y=list(frame[column]), name=name, line=dict(color=color)), 2, 1)
+    fig.update_xaxes(title_text="second of the test", row=2, col=1)
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(title=title, height=440, margin=dict(t=60, b=40), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def summary_html(summary: pd.Series) -> str:
+    """A LoadSummary as one line of HTML."""
+    errors = ", ".join(f"{k}: {v}" for k, v in summary.error_counts.items()) or "none"
+    return (
+        f"<b>{html.escape(str(summary.test_id))}</b>: {summary.total_requests} sent, "
+        f"{summary.total_failed} failed ({html.escape(errors)}), {summary.achieved_rps:.0f} rps achieved, "
+        f"p50 {summary.latency_p50_ms:.1f} ms, p99 {summary.latency_p99_ms:.1f} ms, "
+        f"p99.9 {summary.latency_p999_ms:.1f} ms"
+    )
+
+
+class LoadView:
+    """Start/stop controls and a live chart fed by a LoadTest's per-second metrics."""
+
+    def __init__(
+        self, lab: Any, target: str = "CalculatorService", min_redraw_s: float = MIN_REDRAW_S
+    ) -> None:
+        self.lab = lab
+        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
+        self.target = widgets.Text(value=target, description="target")
+        self.method = widgets.Dropdown(options=METHODS, value="Add", description="method")
+        self.rps = widgets.IntSlider(value=200, min=10, max=3000, step=10, description="rps")
+        self.duration = widgets.IntSlider(value=10, min=1, max=120, description="seconds")
+        self.start_button = widgets.Button(description="Start", button_style="success")
+        self.stop_button = widgets.Button(description="Stop", button_style="danger", disabled=True)
+        self.status = widgets.HTML()
+        self.figure = go.FigureWidget(
+            load_figure(pd.DataFrame(columns=["second", "rps", "failed", "p50_ms", "p95_ms", "p99_ms"]))
+        )
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop_test())
+        controls = widgets.HBox([self.target, self.method])
+        sliders = widgets.HBox([self.rps, self.duration, self.start_button, self.stop_button])
+        self.widget = widgets.VBox([controls, sliders, self.status, self.figure])
+        self.test: Any = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.redraws = 0
+
+    def show(self) -> None:
+        """Display the view (from the notebook's main thread) and start its redraw thread."""
+        display(self.widget)
+        self._ensure_thread()
+
+    def start(self) -> Any:
+        """Start a test with the controls' values and follow it; returns the LoadTest."""
+        try:
+            test = self.lab.start_load(
+                self.target.value,
+                rps=self.rps.value,
+                duration_s=self.duration.value,
+                method=self.method.value,
+            )
+        except Exception as err:  # noqa: BLE001 - show the lab's message (it says what to change)
+            self.status.value = f"<span style='color:#c62828'>{html.escape(str(err))}</span>"
+            return None
+        self.follow(test)
+        return test
+
+    def follow(self, test: Any) -> None:
+        """Chart ``test`` (a LoadTest) from now on."""
+        self.test = test
+        self.start_button.disabled = True
+        self.stop_button.disabled = False
+        self.status.value = f"running {html.escape(repr(test))}"
+        test.on_metrics(lambda _row: self._dirty.set())
+        self._ensure_thread()
+        self._dirty.set()
+
+    def stop_test(self) -> None:
+        """Stop the running test early (its summary shows under the controls)."""
+        if self.test is not None and not self.test.done:
+            self.status.value = summary_html(self.test.stop())
+        self._dirty.set()
+
+    def stop(self) -> None:
+        """Stop the running test (if any) and the redraw thread; the chart keeps its last picture."""
+        self.stop_test()
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._redraw_loop, name="load-view-redraw", daemon=True)
+            self._thread.start()
+
+    def _redraw_loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            self._dirty.clear()
+            try:
+                self.redraw()
+            except Exception as err:  # noqa: BLE001 - e.g. the load generator restarted: say so, go on
+                self.status.value = f"redraw failed: {html.escape(str(err))}"
+            self._stop.wait(self.min_redraw_s)
+
+    def redraw(self) -> None:
+        """Repaint the chart from the test's frame (one batched update); show the summary at the end."""
+        test = self.test
+        if test is None:
+            return
+        fresh = load_figure(test.frame)
+        with self.figure.batch_update():
+            for trace, new in zip(self.figure.data, fresh.data, strict=True):
+                trace.x = new.x
+                trace.y = new.y
+        self.redraws += 1
+        if test.done and not self.stop_button.disabled:
+            self.start_button.disabled = False
+            self.stop_button.disabled = True
+            if test.error is not None:
+                self.status.value = f"<span style='color:#c62828'>{html.escape(str(test.error))}</span>"
+            else:
+                self.status.value = summary_html(test.summary(timeout_s=5))
