@@ -127,6 +127,7 @@ class Lifecycle:
 
         For tests that script a history: post, drain, look. (``run()`` must be running.)
         """
+        await self.call(_nothing)  # behind whatever handler runs now
         while not self._queue.empty():
             await self.call(_nothing)
 
