@@ -243,7 +243,6 @@ def test_frozen_health_service_is_noticed_by_the_supervisor(lab_factory):
         row = lab.status().set_index("instance").loc["health-1"]
         assert not row.responding and row.liveness.startswith("not responding (3 probes timed out) for ")
         assert int(row.pid) == frozen["pid"] and row.state == "RUNNING"
-        # Nobody can ask the health service meanwhile; a lab.health() call says so after its deadline.
     finally:
         thaw(frozen["pid"])
     wait_until(lambda: events_of(lab, "health-1", "RESPONDING"), WAIT_S, "RESPONDING event")
