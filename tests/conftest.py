@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 LAB_UP_TIMEOUT_S = 30.0
 LAB_LINGER_S = 2.0
+OWN_PORTS_SETTLE_S = 2.0  # a stopped grpc.aio server closes its socket at once; this is slack
 
 _guard = ProcessGuard()
 
@@ -69,11 +72,29 @@ def _no_leftovers(request: pytest.FixtureRequest, tmp_path: Path):
     if is_notebook_item(request.node):
         yield
         return
+    if request.node.get_closest_marker("integration") is None:
+        # The guard keeps this tier from starting processes, so only this process's own ports
+        # can leak (an in-process server left serving): a check of microseconds, not a scan of
+        # every process on the machine, which would double the fast tier's time.
+        own_before = _own_listening_ports()
+        yield
+        deadline = time.monotonic() + OWN_PORTS_SETTLE_S
+        while (left_ports := _own_listening_ports() - own_before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if left_ports:
+            pytest.fail(f"test left listening ports behind: {sorted(left_ports)}", pytrace=False)
+        return
     before = listening_ports([str(tmp_path)])
     yield
     left = wait_until_gone([str(tmp_path)], before)
     if left:
         pytest.fail(f"test left processes or ports behind:\n{left}", pytrace=False)
+
+
+def _own_listening_ports() -> set[int]:
+    return {
+        c.laddr.port for c in psutil.Process().net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN
+    }
 
 
 @pytest.fixture
