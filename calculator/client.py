@@ -29,7 +29,7 @@ from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.client import correlation
 from runtime.client.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
 from runtime.errors import ClientError, DiscoveryError
-from runtime.identity import ENV_BROKER_ADDR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Identity
+from runtime.identity import ENV_BROKER_ADDR, ENV_CORRELATION_ID, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Identity
 
 log = logging.getLogger("calculator.client")
 
@@ -57,8 +57,15 @@ class CalculatorClient:
         (5.0, ('calculator-1', 'python'))
     """
 
-    def __init__(self, broker_address: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        broker_address: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
+    ) -> None:
         self.broker_address = broker_address
+        self.token = token  # the lab's token; None: $LAB_TOKEN (a job), else $LAB_DIR/token
         self.timeout_s = timeout_s
         self.last_served_by: tuple[str, str] | None = None
         self.last_response: Any = None
@@ -101,7 +108,9 @@ class CalculatorClient:
             log.info("Calling %s", call_text(operation, a, b))
             if self._stub is None:
                 # The first lookup runs inside the correlation scope, so the broker logs it with cid.
-                self._channel = connect(GRPC_SERVICE, self.broker_address, timeout_s=self.timeout_s)
+                self._channel = connect(
+                    GRPC_SERVICE, self.broker_address, timeout_s=self.timeout_s, token=self.token
+                )
                 self._stub = calculator_pb2_grpc.CalculatorServiceStub(self._channel)
             try:
                 response = getattr(self._stub, operation)(
@@ -174,7 +183,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("operation", type=str.lower, choices=[op.lower() for op in _REQUESTS])
     parser.add_argument("a", type=float)
     parser.add_argument("b", type=float)
-    parser.add_argument("--correlation-id", default="", help="e.g. req-123 (default: a new id)")
+    parser.add_argument(
+        "--correlation-id",
+        default=os.environ.get(ENV_CORRELATION_ID, ""),  # the one env key a RunJob caller may set
+        help=f"e.g. req-123 (default: ${ENV_CORRELATION_ID}, else a new id)",
+    )
     parser.add_argument(
         "--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of lookup and call"
     )

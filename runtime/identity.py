@@ -76,13 +76,15 @@ Access (only the lab's owner drives the lab):
 ==========================  ==========================================================
 
 grpc.health.v1 and server reflection answer without the token; every other RPC without it (or with
-another) is UNAUTHENTICATED. See runtime/client/auth.py (callers) and runtime/agent/auth.py (servers).
+another) is UNAUTHENTICATED. The rule is ``token_refusal`` below, decided alike by every server;
+runtime/client/auth.py sends the token and installs the check in gRPC servers.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import FileDescriptor
@@ -185,6 +187,61 @@ def parse_ready_line(line: str) -> int | None:
     except ValueError:
         return None
     return port if 0 < port < 65536 else None
+
+
+# -- access: the rule every server applies (gRPC interceptors, Connect), decided alike everywhere --
+
+# Methods anyone may call: probes (grpc_health_probe, the supervisor's readiness check) and
+# `grpcurl list` need no secret, and neither changes anything.
+OPEN_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def presented_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` header; "" for another scheme, None if absent."""
+    prefix = AUTH_SCHEME.lower() + " "
+    for key, value in metadata or ():
+        if key.lower() != AUTH_HEADER:
+            continue
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        return text[len(prefix) :].strip() if text[: len(prefix)].lower() == prefix else ""
+    return None
+
+
+def token_refusal(
+    method: str, metadata: Iterable[tuple[str, str | bytes]], token: str, lab_dir: str = ""
+) -> str | None:
+    """Why a call to ``method`` is refused (the UNAUTHENTICATED message), or None if it may go on.
+
+    No ``token`` (a server outside a lab) refuses nothing. The message says where the token lives,
+    so a learner with grpcurl knows what to send; another user learns only that it is not theirs.
+
+    Example:
+        >>> token_refusal("/runtime.v1.BrokerService/ListServices", [("authorization", "Bearer s3")], "s3")
+        >>> token_refusal("/grpc.health.v1.Health/Check", [], "s3")
+        >>> token_refusal("/runtime.v1.BrokerService/ListServices", [], "s3", "/p/.lab")[:60]
+        "this lab requires its token: send 'authorization: Bearer <to"
+    """
+    if not token or method.startswith(OPEN_METHOD_PREFIXES):
+        return None
+    presented = presented_token(metadata)
+    # Constant time: how much of a guess matches must not show in how long the answer takes.
+    if presented and hmac.compare_digest(presented.encode("utf-8", "replace"), token.encode("utf-8")):
+        return None
+    where = (
+        f"the token is in {os.path.join(lab_dir, TOKEN_FILE)}, readable only by the lab's owner"
+        if lab_dir
+        else f"the lab's processes have it in ${ENV_TOKEN}"
+    )
+    send = f"send '{AUTH_HEADER}: {AUTH_SCHEME} <token>'"
+    if not presented:
+        return f"this lab requires its token: {send} ({where})"
+    return (
+        f"the token sent does not match this lab's token: {send} ({where}; a restarted lab has a new token)"
+    )
 
 
 def lab_dir_from_env(env: Mapping[str, str] | None = None) -> str | None:

@@ -49,6 +49,7 @@ from typing import Any
 import grpc
 
 from runtime.agent.lookup import find_or_wait
+from runtime.client import auth
 from runtime.identity import CHAOS_GRPC_SERVICE, Identity
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc
 
@@ -330,7 +331,7 @@ class FaultAgent:
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     async def _follow(self, address: str) -> None:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with auth.aio_insecure_channel(address) as channel:
             request = chaos_pb2.WatchFaultsRequest(
                 service_name=self.identity.service_name, instance_id=self.identity.instance_id
             )

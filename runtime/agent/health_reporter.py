@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 
 from runtime.agent.lookup import find_or_wait
+from runtime.client import auth
 from runtime.client.percentiles import percentile
 from runtime.identity import HEALTH_GRPC_SERVICE, Identity
 from runtime.v1 import health_pb2, health_pb2_grpc
@@ -334,7 +335,7 @@ class HealthReporter:
 
     async def _stream_to(self, address: str) -> bool:
         """One ReportHealth stream; True when it ended after the final report."""
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with auth.aio_insecure_channel(address) as channel:
             call = health_pb2_grpc.HealthServiceStub(channel).ReportHealth(self._reports(address))
             try:
                 await call

@@ -164,11 +164,16 @@ def uninstall(handler: logging.Handler, timeout_s: float = 2.0) -> None:
 
 
 def install_for_client(
-    service_name: str, broker_address: str, logger_names: Sequence[str] = CLIENT_LOGGERS
+    service_name: str,
+    broker_address: str,
+    logger_names: Sequence[str] = CLIENT_LOGGERS,
+    *,
+    token: str | None = None,
 ) -> logging.Handler:
     """Ship the records of ``logger_names`` (in a notebook kernel) under ``service_name``.
 
     Idempotent: calling it again (a re-run cell) returns the handler already attached.
+    ``token`` is the lab's (the Lab passes its own; default ``$LAB_TOKEN``, else ``$LAB_DIR/token``).
 
     Example:
         >>> install_for_client("notebook", lab.broker_address)   # doctest: +SKIP
@@ -178,7 +183,7 @@ def install_for_client(
         handler = _client_handlers.get(key)
         if handler is not None and handler.shipper.thread.is_alive():
             return handler
-        shipper = LogShipper(broker_address, name=service_name)
+        shipper = LogShipper(broker_address, name=service_name, token=token)
         handler = ShippingHandler(shipper, service_name, service_name)
         for name in logger_names:
             lg = logging.getLogger(name)

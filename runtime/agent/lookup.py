@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 
+from runtime.client import auth
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 LOOKUP_TIMEOUT_S = 1.0
@@ -21,7 +22,7 @@ async def find_or_wait(broker_address: str, grpc_service: str, wait_s: float) ->
     Raises:
         grpc.aio.AioRpcError: the broker could not be asked (the caller retries with backoff).
     """
-    async with grpc.aio.insecure_channel(broker_address) as channel:
+    async with auth.aio_insecure_channel(broker_address) as channel:
         stub = broker_pb2_grpc.BrokerServiceStub(channel)
         reply = await stub.LookupService(
             broker_pb2.LookupServiceRequest(service_name=grpc_service), timeout=LOOKUP_TIMEOUT_S

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import grpc
 
+from runtime.client import auth
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 log = logging.getLogger("runtime.agent.registration")
@@ -65,7 +66,7 @@ class Registration:
 
     async def start(self) -> bool:
         """Start the background loop; wait (bounded) for the first registration. True if registered."""
-        self._channel = grpc.aio.insecure_channel(self.broker_address, options=CHANNEL_OPTIONS)
+        self._channel = auth.aio_insecure_channel(self.broker_address, options=CHANNEL_OPTIONS)
         self._task = asyncio.create_task(self._keep_registered(), name="broker-registration")
         try:
             await asyncio.wait_for(self._registered.wait(), FIRST_REGISTER_TIMEOUT_S)

@@ -7,6 +7,8 @@
 
     asyncio.run(main())
 
+Every RPC but grpc.health.v1 and reflection needs the lab's token (runtime/client/auth.py).
+
 Start: bind 127.0.0.1:LAB_PORT (0 = any port), serve grpc.health.v1 and server reflection, print
 ``READY port=N``, start the health reporter, register with the broker (lease + keepalive in the
 background), report HEALTHY. Stop (SIGTERM/SIGINT): NOT_SERVING, final health report, deregister,
@@ -33,7 +35,7 @@ from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
 from runtime.agent.registration import Registration
 from runtime.agent.settings import AgentSettings
-from runtime.client import correlation
+from runtime.client import auth, correlation
 from runtime.identity import BROKER_GRPC_SERVICE, ENV_PORT_STRICT, LOOPBACK, Identity, ready_line
 from runtime.v1 import broker_pb2, health_pb2
 
@@ -83,6 +85,10 @@ class Agent:
             rule=self.settings.degraded_rule(),
         )
         chain: list[grpc.aio.ServerInterceptor] = []
+        # First: a call without the lab's token is refused before it is timed, faulted or logged.
+        token_check = auth.server_interceptor(lab_dir=self.identity.lab_dir or None)
+        if token_check is not None:
+            chain.append(token_check)
         server_interceptor = correlation.server_interceptor()
         if server_interceptor is not None:
             chain.append(server_interceptor)

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from runtime.client import correlation
+from runtime.client import auth, correlation
 from runtime.client.rotation import Member, Rotation
 from runtime.errors import DiscoveryError
 from runtime.identity import ENV_BROKER_ADDR, broker_address_from_env
@@ -38,9 +38,14 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def _open_channel(address: str) -> grpc.Channel:
-    raw = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return grpc.intercept_channel(raw, *correlation.client_interceptors())
+def _channel_opener(token: str) -> Callable[[str], grpc.Channel]:
+    def open_channel(address: str) -> grpc.Channel:
+        raw = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.intercept_channel(
+            raw, *auth.client_interceptors(token), *correlation.client_interceptors()
+        )
+
+    return open_channel
 
 
 def _close_channel(channel: grpc.Channel) -> None:
@@ -84,8 +89,10 @@ class DiscoveryChannel(grpc.Channel):
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         watch: bool = True,
+        token: str | None = None,
     ) -> None:
         self.service = service
+        self.token = auth.resolve_token(token)
         self.broker_address = broker_address or broker_address_from_env()
         if not self.broker_address:
             raise DiscoveryError(
@@ -93,12 +100,14 @@ class DiscoveryChannel(grpc.Channel):
                 "(start the lab first, e.g. Lab.up() or `runtime-lab up`)"
             )
         self.timeout_s = timeout_s
-        self.rotation: Rotation[grpc.Channel] = Rotation(_open_channel, _close_channel)
+        self.rotation: Rotation[grpc.Channel] = Rotation(_channel_opener(self.token), _close_channel)
         self._closed = False
         raw = grpc.insecure_channel(self.broker_address, options=CHANNEL_OPTIONS)
         self._broker_raw = raw
         self._broker = broker_pb2_grpc.BrokerServiceStub(
-            grpc.intercept_channel(raw, *correlation.client_interceptors())
+            grpc.intercept_channel(
+                raw, *auth.client_interceptors(self.token), *correlation.client_interceptors()
+            )
         )
         self._watcher: _Watcher | None = None
         try:
@@ -244,7 +253,7 @@ class _Watcher(threading.Thread):
         self._channel = grpc.insecure_channel(owner.broker_address, options=CHANNEL_OPTIONS)
 
     def run(self) -> None:
-        stub = broker_pb2_grpc.BrokerServiceStub(self._channel)
+        stub = broker_pb2_grpc.BrokerServiceStub(auth.intercept(self._channel, self._owner.token))
         owner = self._owner
         backoff = WATCH_BACKOFF_START_S
         while not self._stopping.is_set():
@@ -284,11 +293,17 @@ class _Watcher(threading.Thread):
 
 
 def connect(
-    service: str, broker_address: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    service: str,
+    broker_address: str | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
 ) -> DiscoveryChannel:
     """A channel to every healthy instance of ``service``, found through the broker.
+
+    ``token`` is the lab's (default: ``$LAB_TOKEN``, else ``$LAB_DIR/token``); every call sends it.
 
     Raises:
         DiscoveryError: the broker is unreachable or knows no instance of ``service``.
     """
-    return DiscoveryChannel(service, broker_address, timeout_s=timeout_s)
+    return DiscoveryChannel(service, broker_address, timeout_s=timeout_s, token=token)

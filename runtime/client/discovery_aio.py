@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from runtime.client import correlation
+from runtime.client import auth, correlation
 from runtime.client.discovery import CHANNEL_OPTIONS, DEFAULT_TIMEOUT_S, lookup_failed, no_instances
 from runtime.client.rotation import Member, Rotation
 from runtime.errors import DiscoveryError
@@ -41,9 +41,15 @@ class AioDiscoveryChannel:
     """
 
     def __init__(
-        self, service: str, broker_address: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        service: str,
+        broker_address: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
     ):
         self.service = service
+        self.token = auth.resolve_token(token)
         self.broker_address = broker_address or broker_address_from_env()
         if not self.broker_address:
             raise DiscoveryError(
@@ -52,15 +58,21 @@ class AioDiscoveryChannel:
         self.timeout_s = timeout_s
         self._closing: set[asyncio.Task[None]] = set()
         self.rotation: Rotation[grpc.aio.Channel] = Rotation(self._open_channel, self._close_later)
-        self._broker_channel = grpc.aio.insecure_channel(
-            self.broker_address, options=CHANNEL_OPTIONS, interceptors=correlation.aio_client_interceptors()
+        self._broker_channel = auth.aio_insecure_channel(
+            self.broker_address,
+            token=self.token,
+            options=CHANNEL_OPTIONS,
+            interceptors=correlation.aio_client_interceptors(),
         )
         self._broker = broker_pb2_grpc.BrokerServiceStub(self._broker_channel)
         self._watch: asyncio.Task[None] | None = None
 
     def _open_channel(self, address: str) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(
-            address, options=CHANNEL_OPTIONS, interceptors=correlation.aio_client_interceptors()
+        return auth.aio_insecure_channel(
+            address,
+            token=self.token,
+            options=CHANNEL_OPTIONS,
+            interceptors=correlation.aio_client_interceptors(),
         )
 
     def _close_later(self, channel: grpc.aio.Channel) -> None:
@@ -213,14 +225,20 @@ class _AioRouted:
 
 
 async def connect_aio(
-    service: str, broker_address: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    service: str,
+    broker_address: str | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
 ) -> AioDiscoveryChannel:
     """An asyncio channel to every healthy instance of ``service``, found through the broker.
+
+    ``token`` is the lab's (default: ``$LAB_TOKEN``, else ``$LAB_DIR/token``); every call sends it.
 
     Raises:
         DiscoveryError: the broker is unreachable or knows no instance of ``service``.
     """
-    channel = AioDiscoveryChannel(service, broker_address, timeout_s=timeout_s)
+    channel = AioDiscoveryChannel(service, broker_address, timeout_s=timeout_s, token=token)
     try:
         await channel.start()
     except BaseException:

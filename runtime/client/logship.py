@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from runtime.client import auth
 from runtime.client.jsonlog import parse_line
 from runtime.identity import ENV_BROKER_ADDR, LOGGER_GRPC_SERVICE, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc, logger_pb2, logger_pb2_grpc
@@ -92,6 +93,7 @@ class LogShipper:
         logger_address: ship straight to this logger instead (tests, or when it is known).
         name: shown in the thread name and in drop reports (e.g. "supervisor", "calculator-1").
         buffer_max: entries kept while the logger is unreachable.
+        token: the lab's token (default: ``$LAB_TOKEN``, else ``$LAB_DIR/token``).
     """
 
     def __init__(
@@ -101,7 +103,9 @@ class LogShipper:
         logger_address: str = "",
         name: str = "shipper",
         buffer_max: int = BUFFER_MAX,
+        token: str | None = None,
     ) -> None:
+        self._token = auth.resolve_token(token)
         self.broker_address = broker_address_from_env() if broker_address is None else broker_address
         if not self.broker_address and not logger_address:
             raise ValueError(f"LogShipper needs a broker address (or {ENV_BROKER_ADDR}) or a logger address")
@@ -116,7 +120,7 @@ class LogShipper:
         self._in_flight = 0
         self._unreported_drops = 0
         self.reachable = True  # False from a failed send until the next acknowledged one
-        self._channel: grpc.Channel | None = None
+        self._channel: auth.ClosingChannel | None = None
         self._stub: logger_pb2_grpc.LoggerServiceStub | None = None
         self._thread = threading.Thread(target=self._run, name=f"log-shipper-{name}", daemon=True)
         self._thread.start()
@@ -259,12 +263,12 @@ class LogShipper:
         if self._stub is not None:
             return self._stub
         address = self.fixed_address or self._lookup()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = auth.insecure_channel(address, token=self._token)
         self._stub = logger_pb2_grpc.LoggerServiceStub(self._channel)
         return self._stub
 
     def _lookup(self) -> str:
-        with grpc.insecure_channel(self.broker_address) as ch:
+        with auth.insecure_channel(self.broker_address, token=self._token) as ch:
             found = broker_pb2_grpc.BrokerServiceStub(ch).LookupService(
                 broker_pb2.LookupServiceRequest(service_name=LOGGER_GRPC_SERVICE), timeout=RPC_TIMEOUT_S
             )

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import pandas as pd
 
+from runtime.client import auth
 from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
 from runtime.identity import ENV_LEASE_TTL_MS
 from runtime.lab import frames, launcher
@@ -62,7 +63,8 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         self.lab_dir = paths.lab_dir
         self.pid = info.pid
         self.address = info.address
-        self._sup_channel, self._supervisor = launcher.supervisor_stub(info.address)
+        self.token = info.token  # the lab's token (<lab dir>/token): every call sends it
+        self._sup_channel, self._supervisor = launcher.supervisor_stub(info.address, info.token)
         ttl_ms = PERSISTENT_TTL_MS if persistent else int(os.environ.get(ENV_LEASE_TTL_MS, LEASE_TTL_MS))
         self._lease = LeaseKeeper(self._supervisor, holder=f"python pid {os.getpid()}", ttl_ms=ttl_ms)
         self._channels: dict[str, Any] = {}
@@ -214,7 +216,7 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
     def lookup(self, service: str, include_unhealthy: bool = False) -> pd.DataFrame:
         """The instances the broker hands out for ``service`` (lab name, gRPC name or short name)."""
         req = broker_pb2.LookupServiceRequest(service_name=service, include_unhealthy=include_unhealthy)
-        with grpc.insecure_channel(self.broker_address) as ch:
+        with auth.insecure_channel(self.broker_address, token=self.token) as ch:
             try:
                 resp = broker_pb2_grpc.BrokerServiceStub(ch).LookupService(req, timeout=RPC_TIMEOUT_S)
             except grpc.RpcError as err:
@@ -314,7 +316,7 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         from calculator.client import CalculatorClient
 
         self.ship_client_logs()  # so "Calling Add(2,3)" / "Result: 5" reach the logger (service "notebook")
-        return CalculatorClient(self.broker_address, timeout_s=timeout_s)
+        return CalculatorClient(self.broker_address, timeout_s=timeout_s, token=self.token)
 
     def down(self, timeout_s: float = launcher.SHUTDOWN_WAIT_S) -> None:
         """Stop every process of the lab and the daemon; returns when they are gone."""
@@ -345,7 +347,7 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         if ch is None:
             from runtime.client.discovery import connect
 
-            ch = connect(grpc_service, broker_address=self.broker_address)
+            ch = connect(grpc_service, broker_address=self.broker_address, token=self.token)
             self._channels[grpc_service] = ch
         return ch
 
@@ -392,7 +394,7 @@ def _live_handle(lab_dir: Path) -> Lab | None:
     if (
         lab is not None
         and launcher.pid_alive(lab.pid)
-        and launcher.probe(launcher.DaemonInfo(lab.pid, lab.address))
+        and launcher.probe(launcher.DaemonInfo(lab.pid, lab.address, lab.token))
     ):
         return lab
     if lab is not None:

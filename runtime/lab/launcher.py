@@ -34,6 +34,7 @@ from pathlib import Path
 
 import grpc
 
+from runtime.client import auth
 from runtime.errors import LabNotRunning, StartupError
 from runtime.identity import EXIT_LOCKED, INFO_FILE, LOCK_FILE
 from runtime.identity import SUPERVISOR_LOG_FILE as LOG_FILE
@@ -56,13 +57,14 @@ class DaemonInfo:
 
     pid: int
     address: str
+    token: str = ""  # the lab's token (<lab dir>/token): every call to the daemon sends it
 
 
 def read_info(lab_dir: Path) -> DaemonInfo | None:
     """The daemon described in supervisor.json, or None if there is no (readable) file."""
     try:
         data = json.loads((lab_dir / INFO_FILE).read_text())
-        return DaemonInfo(pid=int(data["pid"]), address=str(data["address"]))
+        return DaemonInfo(pid=int(data["pid"]), address=str(data["address"]), token=auth.read_token(lab_dir))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -82,9 +84,11 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def supervisor_stub(address: str) -> tuple[grpc.Channel, supervisor_pb2_grpc.SupervisorServiceStub]:
-    """A sync channel and stub for the daemon at ``address``."""
-    channel = grpc.insecure_channel(address)
+def supervisor_stub(
+    address: str, token: str | None = None
+) -> tuple[grpc.Channel, supervisor_pb2_grpc.SupervisorServiceStub]:
+    """A sync channel and stub for the daemon at ``address``, sending the lab's ``token``."""
+    channel = auth.insecure_channel(address, token=token)
     return channel, supervisor_pb2_grpc.SupervisorServiceStub(channel)
 
 
@@ -92,7 +96,7 @@ def probe(info: DaemonInfo) -> supervisor_pb2.GetLabInfoResponse | None:
     """Ask the daemon who it is; None if it does not answer."""
     if not pid_alive(info.pid):
         return None
-    channel, stub = supervisor_stub(info.address)
+    channel, stub = supervisor_stub(info.address, info.token)
     try:
         return stub.GetLabInfo(supervisor_pb2.GetLabInfoRequest(), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError:

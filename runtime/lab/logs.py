@@ -234,7 +234,8 @@ class LogViews:
         """
         from runtime.agent.log_handler import install_for_client
 
-        return install_for_client(service_name, self.broker_address)  # type: ignore[attr-defined]
+        token = self.token  # type: ignore[attr-defined]  # the lab's, not this kernel's $LAB_TOKEN
+        return install_for_client(service_name, self.broker_address, token=token)  # type: ignore[attr-defined]
 
     def logs(
         self,

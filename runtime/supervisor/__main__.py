@@ -13,14 +13,22 @@ import os
 import sys
 
 from runtime.errors import ConfigError
-from runtime.identity import EXIT_LOCKED, EXIT_USAGE
+from runtime.identity import ENV_TOKEN, EXIT_LOCKED, EXIT_USAGE
 from runtime.supervisor.config import load_config
-from runtime.supervisor.daemon import Daemon, LabLocked, acquire_lock
+from runtime.supervisor.daemon import (
+    UMASK,
+    Daemon,
+    LabLocked,
+    acquire_lock,
+    create_token,
+    secure_lab_dir,
+)
 from runtime.supervisor.log_link import LogLink
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, take the lab lock, run the daemon until it shuts down."""
+    os.umask(UMASK)  # before any file: every file of the lab (and of its children) is owner-only
     parser = argparse.ArgumentParser(prog="python -m runtime.supervisor", description=__doc__)
     parser.add_argument("--lab-dir", required=True, help="the lab directory (created if missing)")
     parser.add_argument("--config", required=True, help="lab.yaml; its folder is the project root")
@@ -39,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         print("supervisor: --linger-s must be >= 0", file=sys.stderr)
         return EXIT_USAGE
     lab_dir = os.path.abspath(args.lab_dir)
-    os.makedirs(lab_dir, exist_ok=True)
+    secure_lab_dir(lab_dir)
     try:
         lock = acquire_lock(lab_dir)
     except LabLocked as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    # Ours now: a new token before anything starts; children inherit it from our environment.
+    os.environ[ENV_TOKEN] = create_token(lab_dir)
 
     link = LogLink()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from runtime.client import auth
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
 REPORT_EXIT_TIMEOUT_S = 0.5
@@ -34,7 +35,7 @@ class BrokerLink:
         if self._channel is None or self._address != address:
             if self._channel is not None:
                 self._spawn(self._channel.close())
-            self._channel = grpc.aio.insecure_channel(address)
+            self._channel = auth.aio_insecure_channel(address)  # LAB_TOKEN of the daemon
             self._address = address
             self._spawn(self._warm_up(self._channel))
         return self._channel

@@ -8,6 +8,12 @@ supervisor.json, releases the lock and exits 0.
 
 A group keeper (keeper.py) SIGKILLs every lab process group if the daemon itself is killed.
 
+Access: the lab belongs to the user who started it. The daemon runs with umask 077 (its children
+inherit it), keeps the lab dir 0700 and its files 0600, and creates the lab's token
+(``<lab dir>/token``) before anything starts. The token goes to every child as ``LAB_TOKEN``
+(through the daemon's own environment, which ``child_env`` copies) and every RPC of
+SupervisorService needs it, like every lab service's (runtime/client/auth.py).
+
 Signals: the daemon is its own process in its own session, so it may own SIGTERM/SIGINT. The
 handlers only record the request; the event loop does the work. A second signal forces: every
 process group gets SIGKILL at once.
@@ -22,13 +28,16 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
+import stat
 import time
 from typing import IO, Any
 
 import grpc
 
-from runtime.identity import INFO_FILE, LOCK_FILE, LOOPBACK
+from runtime.client.auth import server_interceptor, token_path
+from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK
 from runtime.supervisor.config import LabConfig
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
@@ -46,6 +55,11 @@ LEASE_SWEEP_S = 0.2
 # unreadable wait for the lock holder (runtime/lab/launcher.py HOLDER_WAIT_S) and then attach.
 INFO_CHECK_S = 1.0
 SERVER_STOP_GRACE_S = 1.0
+# Owner only: other local users must not read the logs, the config or the token, nor drive the lab.
+UMASK = 0o077
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +90,42 @@ def acquire_lock(lab_dir: str) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def secure_lab_dir(lab_dir: str) -> None:
+    """Create ``lab_dir`` 0700, or make an existing one 0700 and every file in it 0600.
+
+    A lab dir left by an older version (0755, files 0644) is tightened in place, so its
+    logs.sqlite and config of earlier runs stop being readable by other users too.
+    """
+    os.makedirs(lab_dir, mode=DIR_MODE, exist_ok=True)
+    for folder, dirs, files in os.walk(lab_dir):
+        os.chmod(folder, DIR_MODE)
+        for name in files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):  # a file may vanish meanwhile
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    os.chmod(path, FILE_MODE)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+
+
+def create_token(lab_dir: str) -> str:
+    """A fresh random token for this run of the lab, written to ``<lab dir>/token`` (0600).
+
+    A new token per run: a handle or a stolen copy from an earlier run stops working. Written
+    to a temp file created 0600 and renamed, so no reader ever sees a partial or wider file.
+    """
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    path = token_path(lab_dir)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, FILE_MODE)  # O_CREAT's mode does not apply to a leftover temp file
+    os.replace(tmp, path)
+    return token
 
 
 def write_info(lab_dir: str, info: dict[str, Any]) -> str:
@@ -115,9 +165,12 @@ class Daemon:
         lab_dir: str,
         linger_s: float | None = None,
         on_output: OutputCallback | None = None,
+        token: str = "",
     ) -> None:
         self.config = config
         self.lab_dir = os.path.abspath(lab_dir)
+        # The lab's token: children inherit it through os.environ (see the module docstring).
+        self.token = token or os.environ.get(ENV_TOKEN, "")
         self.pid = os.getpid()
         self.address = ""
         self.started_at_ms = time.time_ns() // 1_000_000
@@ -148,7 +201,11 @@ class Daemon:
         keeper.start()  # first, before gRPC starts its threads
         self.manager.keeper = keeper
         manager_task = asyncio.create_task(self.manager.run())
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        token_check = server_interceptor(self.token, lab_dir=self.lab_dir)
+        server = grpc.aio.server(
+            interceptors=[token_check] if token_check is not None else None,
+            options=[("grpc.so_reuseport", 0)],
+        )
         pb_grpc.add_SupervisorServiceServicer_to_server(SupervisorServicer(self), server)
         port = server.add_insecure_port(f"{LOOPBACK}:0")
         if port == 0:

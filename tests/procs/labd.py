@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import yaml
 
+from runtime.client import auth
 from runtime.v1 import supervisor_pb2 as pb
 from runtime.v1 import supervisor_pb2_grpc as pb_grpc
 
@@ -109,7 +110,9 @@ class LabDaemon:
         if self.proc.poll() is not None:
             raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
         self.info = json.loads(info_path.read_text(encoding="utf-8"))
-        self._channel = grpc.insecure_channel(self.info["address"])
+        # The daemon writes its token before supervisor.json: every call must carry it.
+        self.token = auth.read_token(self.lab_dir)
+        self._channel = auth.insecure_channel(self.info["address"], token=self.token)
         self.stub = pb_grpc.SupervisorServiceStub(self._channel)
         self._watch = self.stub.WatchProcessEvents(pb.WatchProcessEventsRequest(replay=5000))
         self._thread = threading.Thread(target=self._collect, name="test-event-collector", daemon=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from runtime.client import auth
 from runtime.client.discovery import CHANNEL_OPTIONS
 from runtime.client.discovery_aio import AioDiscoveryChannel
 from runtime.client.rotation import Member
@@ -73,6 +74,7 @@ class LoadRun:
         self.plan = plan
         self.method = method
         self.channel = channel
+        self._auth = auth.metadata(channel.token)  # per call, like the correlation id (no interceptor)
         self.clock = clock
         self.started_at_ms = time.time_ns() // 1_000_000
         self.recorder = LoadRecorder(test_id)
@@ -188,9 +190,9 @@ class LoadRun:
         clock = self.clock
         self.recorder.sent(clock() - due)
         stub = self._stub(member.instance.address)
-        metadata = None
+        metadata = self._auth
         if self.plan.correlation_prefix:
-            metadata = ((CORRELATION_HEADER, f"{self.plan.correlation_prefix}{i}"),)
+            metadata = (*metadata, (CORRELATION_HEADER, f"{self.plan.correlation_prefix}{i}"))
         code = ""
         try:
             # The deadline counts from the intended send time too.

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
+from runtime.client import auth
 from runtime.client.discovery_aio import connect_aio
 from runtime.errors import DiscoveryError
 from runtime.identity import ENV_LOAD_MAX_ACTIVE_TESTS, LOADGEN_GRPC_SERVICE
@@ -131,7 +132,7 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
         )  # fmt: skip
 
     async def _target(self, plan: LoadPlan, context: grpc.aio.ServicerContext):  # noqa: ANN202
-        async with grpc.aio.insecure_channel(self.broker_address) as ch:
+        async with auth.aio_insecure_channel(self.broker_address) as ch:
             try:
                 reply = await broker_pb2_grpc.BrokerServiceStub(ch).LookupService(
                     broker_pb2.LookupServiceRequest(service_name=plan.target), timeout=LOOKUP_TIMEOUT_S
@@ -151,7 +152,9 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
                 grpc.StatusCode.NOT_FOUND, f"no instances of {plan.target}{role} on 127.0.0.1{elsewhere}"
             )
         try:
-            target = await reflect_target(local[0].address, local[0].grpc_services)
+            target = await reflect_target(
+                local[0].address, local[0].grpc_services, metadata=auth.metadata(auth.resolve_token())
+            )
         except TargetUnreachable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot learn what {plan.target} serves: {exc}")
         except PlanError as exc:
