@@ -1,15 +1,19 @@
-"""The health service as a real process: push, watch, history, bad input, slow subscribers."""
+"""The health service's gRPC face, served in-process: push, watch, history, bad input, slow subscribers.
+
+Its process behaviour (READY, restarts, rebuilding states) is tested in a real lab in test_health_lab.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from service_process import ServiceProcess, start_service
 
+from runtime.services.health.servicer import HealthService
+from runtime.services.health.settings import HealthSettings
 from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
 
 WAIT_S = 5.0
@@ -17,17 +21,14 @@ SLOW_QUEUE = 50
 
 
 @pytest.fixture
-def health(lab_dir) -> Iterator[ServiceProcess]:
-    """A standalone health service (no broker, no supervisor) with a small subscriber queue."""
-    proc = start_service(
-        "runtime.services.health",
-        lab_dir,
-        service="health",
-        instance="health-1",
-        env={"LAB_HEALTH_SUBSCRIBER_QUEUE": str(SLOW_QUEUE)},
+def health(aio_server):
+    """The health servicer in this process (no broker, no supervisor) with a small subscriber queue."""
+    settings = HealthSettings(subscriber_queue=SLOW_QUEUE)
+    return aio_server(
+        lambda server: health_pb2_grpc.add_HealthServiceServicer_to_server(
+            HealthService(settings).servicer, server
+        )
     )
-    yield proc
-    proc.stop()
 
 
 def status(
