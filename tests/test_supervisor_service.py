@@ -75,8 +75,11 @@ def test_run_job(d: LabDaemon) -> None:
     reply = d.stub.RunJob(pb.RunJobRequest(job="echo", args=["a", "b"]), timeout=30)
     assert (reply.exit_code, reply.stdout, reply.stderr) == (0, "echo echo-1 a b\n", "to stderr\n")
     assert reply.instance_id == "echo-1" and reply.pid > 0 and reply.elapsed_ms > 0
-    again = d.stub.RunJob(pb.RunJobRequest(job="echo", env={"CODE": "3"}), timeout=30)
-    assert (again.exit_code, again.instance_id) == (3, "echo-2")
+    # lab.yaml's env is the job's; a caller cannot override it (only LAB_CORRELATION_ID passes).
+    code, msg = _code(lambda: d.stub.RunJob(pb.RunJobRequest(job="echo", env={"CODE": "3"}), timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'CODE' is not allowed" in msg
+    again = d.stub.RunJob(pb.RunJobRequest(job="echo", env={"LAB_CORRELATION_ID": "req-1"}), timeout=30)
+    assert (again.exit_code, again.instance_id) == (0, "echo-2")
 
 
 def test_run_job_timeout_kills_it(d: LabDaemon) -> None:

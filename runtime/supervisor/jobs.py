@@ -3,6 +3,11 @@
 A job gets the same environment contract as a service (LAB_SERVICE=<job>, LAB_INSTANCE=<job>-<n>),
 runs in its own process group with the parent-death signal armed, and is killed as a group when
 its timeout passes. Its output lines also go to the ``on_output`` seam.
+
+A job runs what the lab says, not what the caller says: the command and environment come from
+lab.yaml; a RunJob caller adds arguments and at most the keys of ``JOB_ENV_ALLOWLIST``. Any other
+key could change what the command executes (``PYTHONPATH`` to a ``sitecustomize.py``,
+``NODE_OPTIONS=--require ...``, ``LD_PRELOAD``), so it is refused, not filtered silently.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from runtime.errors import ServiceNotFound
-from runtime.identity import EXIT_TIMEOUT
+from runtime.errors import ServiceNotFound, quote
+from runtime.identity import ENV_CORRELATION_ID, EXIT_TIMEOUT
 from runtime.supervisor.config import JobSpec, missing_requirement, resolve_command
 from runtime.supervisor.manager import Manager
 from runtime.supervisor.output import read_lines
@@ -26,10 +31,32 @@ from runtime.supervisor.process import signal_group, spawn
 
 DEFAULT_TIMEOUT_S = 30.0
 DRAIN_S = 0.5
+# What a RunJob caller may put in the job's environment: data for the job, never code paths.
+JOB_ENV_ALLOWLIST = frozenset({ENV_CORRELATION_ID})
 
 
 class JobUnavailable(Exception):
     """The job cannot run here: something it requires is missing."""
+
+
+class JobEnvRefused(ValueError):
+    """A RunJob caller asked for an environment key outside ``JOB_ENV_ALLOWLIST``."""
+
+
+def check_job_env(job: str, env: dict[str, str]) -> None:
+    """Refuse any caller-given environment key outside the allowlist (the first one, sorted).
+
+    Raises:
+        JobEnvRefused: names the key (quoted, at most ~200 characters) and what is allowed.
+    """
+    refused = sorted(k for k in env if k not in JOB_ENV_ALLOWLIST)
+    if refused:
+        allowed = ", ".join(sorted(JOB_ENV_ALLOWLIST))
+        raise JobEnvRefused(
+            f"job {quote(job)}: environment key {quote(refused[0])} is not allowed; a job runs the "
+            f"command and environment lab.yaml gives it, and a caller may set only {allowed} "
+            "(pass anything else as arguments)"
+        )
 
 
 @dataclass
@@ -66,9 +93,11 @@ class JobRunner:
         """Run job ``job`` with ``args`` appended; kill its group after ``timeout_s``.
 
         Raises:
+            JobEnvRefused: ``env`` has a key outside ``JOB_ENV_ALLOWLIST``.
             ServiceNotFound: no such job.
             JobUnavailable: a required command or file is missing (names it).
         """
+        check_job_env(job, env)
         spec = self.spec(job)
         root = self.manager.config.project_root
         missing = missing_requirement(spec.requires, root)

@@ -2,7 +2,9 @@
 
 Bad input gets the right status and a message a learner can act on: unknown names NOT_FOUND (with
 the known names), out-of-range scale or unknown signal INVALID_ARGUMENT, a pid the lab did not
-start PERMISSION_DENIED, a job whose toolchain is missing FAILED_PRECONDITION.
+start PERMISSION_DENIED, a job whose toolchain is missing FAILED_PRECONDITION, a RunJob
+environment key outside the allowlist INVALID_ARGUMENT. A call without the lab's token never gets
+here: the daemon's server refuses it with UNAUTHENTICATED (runtime/client/auth.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from runtime.errors import ServiceNotFound
-from runtime.supervisor.jobs import DEFAULT_TIMEOUT_S, JobUnavailable
+from runtime.supervisor.jobs import DEFAULT_TIMEOUT_S, JobEnvRefused, JobUnavailable, check_job_env
 from runtime.supervisor.leases import UnknownLease
 from runtime.supervisor.output import DEFAULT_TAIL
 from runtime.supervisor.process import Instance
@@ -184,8 +186,12 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
 
     async def RunJob(self, request: pb.RunJobRequest, context: Any) -> pb.RunJobResponse:
         timeout_s = request.timeout_ms / 1000 if request.timeout_ms > 0 else DEFAULT_TIMEOUT_S
+        env = dict(request.env)
         try:
-            result = await self.daemon.jobs.run(request.job, list(request.args), dict(request.env), timeout_s)
+            check_job_env(request.job, env)  # before anything else: a refused key is the caller's error
+            result = await self.daemon.jobs.run(request.job, list(request.args), env, timeout_s)
+        except JobEnvRefused as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except ServiceNotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except JobUnavailable as exc:
