@@ -4,15 +4,18 @@
 //
 // It knows only the broker (LAB_BROKER_ADDR): it looks up calculator.v1.CalculatorService, picks
 // an instance, calls it with x-correlation-id and a deadline, and writes JSON log lines on stdout.
+// Every call carries the lab's token (authorization: Bearer <token>, from LAB_TOKEN or LAB_DIR/token).
 // Exit codes: 0 result, 1 the lookup or the call failed, 2 bad usage / no broker address.
 #include <grpcpp/grpcpp.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -28,6 +31,8 @@ namespace {
 constexpr const char* kLanguage = "cpp";
 constexpr const char* kCalculatorService = "calculator.v1.CalculatorService";
 constexpr const char* kCorrelationHeader = "x-correlation-id";
+// Access (runtime/identity.py "Access"): the lab's token goes with every call.
+constexpr const char* kAuthHeader = "authorization";
 constexpr double kDefaultTimeoutS = 5.0;
 constexpr const char* kUsage =
     "usage: calculator-client <add|subtract|multiply|divide> <a> <b> [--correlation-id ID] [--timeout-s S]";
@@ -35,6 +40,19 @@ constexpr const char* kUsage =
 std::string Env(const char* key, const std::string& fallback) {
   const char* value = std::getenv(key);
   return value && *value ? std::string(value) : fallback;
+}
+
+// The lab's token: LAB_TOKEN (the supervisor gives it to jobs), else LAB_DIR/token; "" outside a lab.
+// Not readable: send none, and the service answers UNAUTHENTICATED saying where the token is.
+std::string LabToken() {
+  std::string token = Env("LAB_TOKEN", "");
+  if (!token.empty()) return token;
+  const std::string dir = Env("LAB_DIR", "");
+  if (dir.empty()) return "";
+  std::ifstream file(dir + "/token");
+  std::getline(file, token);
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return token;
 }
 
 bool Integral(double x) { return std::isfinite(x) && std::floor(x) == x && std::fabs(x) < 9e15; }
@@ -161,6 +179,8 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     return "unknown operation " + Quote(args->op);
   if (!ParseDouble(positional[1], &args->a) || !ParseDouble(positional[2], &args->b))
     return "operands must be numbers, got " + Quote(positional[1]) + " and " + Quote(positional[2]);
+  // LAB_CORRELATION_ID: the one environment key a RunJob caller may set (runtime/identity.py).
+  if (args->correlation_id.empty()) args->correlation_id = Env("LAB_CORRELATION_ID", "");
   if (args->correlation_id.empty()) args->correlation_id = NewCorrelationId();
   return "";
 }
@@ -173,6 +193,8 @@ std::string Method(const std::string& op) {
 }
 
 void Prepare(grpc::ClientContext* ctx, const Args& args) {
+  static const std::string token = LabToken();
+  if (!token.empty()) ctx->AddMetadata(kAuthHeader, "Bearer " + token);
   ctx->AddMetadata(kCorrelationHeader, args.correlation_id);
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::microseconds(static_cast<int64_t>(args.timeout_s * 1e6)));

@@ -1,7 +1,8 @@
 // The TypeScript calculator client, a one-shot job:
 //   node dist/client.js <add|subtract|multiply|divide> <a> <b> [--correlation-id ID] [--timeout-s S]
 // It knows only the broker (LAB_BROKER_ADDR): it looks up calculator.v1.CalculatorService, picks
-// an instance, calls it with x-correlation-id and a deadline, and writes JSON log lines.
+// an instance, calls it with x-correlation-id, the lab's token (LAB_TOKEN, else LAB_DIR/token) and
+// a deadline, and writes JSON log lines.
 // Exit codes: 0 result, 1 the call or the lookup failed, 2 bad usage / no broker address.
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -64,7 +65,9 @@ function parseArgs(argv: string[]): Args {
     throw new UsageError(`operands must be numbers, got ${JSON.stringify(aText)} and ${JSON.stringify(bText)}`);
   }
   if (!(timeoutS > 0)) throw new UsageError("--timeout-s must be a positive number of seconds");
-  return { op: opText as Op, a, b, correlationId: correlationId || newCorrelationId(), timeoutS };
+  // LAB_CORRELATION_ID: the one environment key a RunJob caller may set (runtime/identity.py).
+  const cid = correlationId || process.env.LAB_CORRELATION_ID || newCorrelationId();
+  return { op: opText as Op, a, b, correlationId: cid, timeoutS };
 }
 
 class CallFailed extends Error {

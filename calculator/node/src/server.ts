@@ -1,7 +1,8 @@
 // The TypeScript CalculatorService server: binds 127.0.0.1:LAB_PORT, prints `READY port=N`,
 // serves calculator.v1 and grpc.health.v1, registers with the broker under a lease kept alive by
 // a KeepAlive stream (re-registering whenever that stream breaks), logs one JSON line per call
-// with the caller's correlation id, and on SIGTERM deregisters and exits 0.
+// with the caller's correlation id, and on SIGTERM deregisters and exits 0. Every calculator call
+// must carry the lab's token (`authorization: Bearer <token>`); health and reflection stay open.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
@@ -12,6 +13,7 @@ import {
   JsonLog,
   Op,
   METHOD,
+  authMetadata,
   calculatorDefinition,
   deadlineIn,
   formatNumber,
@@ -19,6 +21,7 @@ import {
   loadBroker,
   loadCalculator,
   statusName,
+  tokenRefusal,
 } from "./lab";
 import type { BrokerServiceClient } from "./generated/runtime/v1/BrokerService";
 import type { KeepAliveRequest } from "./generated/runtime/v1/KeepAliveRequest";
@@ -68,6 +71,11 @@ function handler(op: Op) {
     call: grpc.ServerUnaryCall<Operands, unknown>,
     callback: grpc.sendUnaryData<{ result: number; served_by: object }>,
   ): void => {
+    const refused = tokenRefusal(call.metadata);
+    if (refused) {
+      callback(refused);
+      return;
+    }
     const cid = correlationOf(call as grpc.ServerUnaryCall<unknown, unknown>);
     const { a, b } = call.request;
     const expr = `${METHOD[op]}(${formatNumber(a)},${formatNumber(b)})`;
@@ -138,7 +146,7 @@ class Registration {
       language: LANGUAGE,
       metadata: { runtime: `node ${process.version}` },
     };
-    this.broker.Register({ instance, ttl_ms: LEASE_TTL_MS }, { deadline: deadlineIn(BROKER_RPC_S) }, (err, res) => {
+    this.broker.Register({ instance, ttl_ms: LEASE_TTL_MS }, authMetadata(), { deadline: deadlineIn(BROKER_RPC_S) }, (err, res) => {
       if (this.stopped) return;
       if (err || !res) {
         this.later(`Register failed: ${err ? `${statusName(err.code)}: ${err.details}` : "no response"}`);
@@ -156,7 +164,7 @@ class Registration {
   }
 
   private keepAlive(ttlMs: number): void {
-    const stream = this.broker.KeepAlive();
+    const stream = this.broker.KeepAlive(authMetadata());
     this.stream = stream;
     const leaseId = this.leaseId;
     stream.on("data", () => {
@@ -192,6 +200,7 @@ class Registration {
       await new Promise<void>((resolve) => {
         this.broker.Deregister(
           { instance_id: me.instance, lease_id: this.leaseId, reason },
+          authMetadata(),
           { deadline: deadlineIn(1) },
           () => resolve(),
         );

@@ -4,12 +4,16 @@
 //!
 //! It knows only the broker (LAB_BROKER_ADDR): it looks up calculator.v1.CalculatorService, picks
 //! an instance, calls it with `x-correlation-id` and a deadline, and writes JSON log lines on
-//! stdout. Exit codes: 0 result, 1 the lookup or the call failed, 2 bad usage / no broker address.
+//! stdout. Every call carries the lab's token (`authorization: Bearer <token>`, from LAB_TOKEN or
+//! LAB_DIR/token) through a tonic interceptor.
+//! Exit codes: 0 result, 1 the lookup or the call failed, 2 bad usage / no broker address.
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -31,6 +35,10 @@ use runtime::v1::LookupServiceRequest;
 const LANGUAGE: &str = "rust";
 const CALCULATOR_SERVICE: &str = "calculator.v1.CalculatorService";
 const CORRELATION_HEADER: &str = "x-correlation-id";
+// Access (runtime/identity.py "Access"): the lab's token, sent with every call.
+const AUTH_HEADER: &str = "authorization";
+const TOKEN_ENV: &str = "LAB_TOKEN";
+const TOKEN_FILE: &str = "token";
 const DEFAULT_TIMEOUT_S: f64 = 5.0;
 const USAGE: &str =
     "usage: calculator-client <add|subtract|multiply|divide> <a> <b> [--correlation-id ID] [--timeout-s S]";
@@ -170,9 +178,50 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         return Err("--timeout-s must be a positive number of seconds".into());
     }
     if cid.is_empty() {
+        // LAB_CORRELATION_ID: the one environment key a RunJob caller may set (runtime/identity.py).
+        cid = env_or("LAB_CORRELATION_ID", "");
+    }
+    if cid.is_empty() {
         cid = new_correlation_id();
     }
     Ok(Args { op, a, b, correlation_id: cid, timeout: Duration::from_secs_f64(timeout_s) })
+}
+
+/// The lab's token: LAB_TOKEN (the supervisor gives it to jobs), else LAB_DIR/token; "" outside a lab.
+fn lab_token() -> String {
+    let from_env = env_or(TOKEN_ENV, "");
+    if !from_env.is_empty() {
+        return from_env;
+    }
+    let dir = env_or("LAB_DIR", "");
+    if dir.is_empty() {
+        return String::new();
+    }
+    // Not readable: send none, and the service answers UNAUTHENTICATED saying where the token is.
+    std::fs::read_to_string(std::path::Path::new(&dir).join(TOKEN_FILE)).map(|t| t.trim().to_string()).unwrap_or_default()
+}
+
+/// Adds `authorization: Bearer <token>` to every request of a client (tonic interceptor).
+#[derive(Clone)]
+struct Auth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Auth {
+    fn from_env() -> Auth {
+        let token = lab_token();
+        let header = if token.is_empty() { None } else { format!("Bearer {token}").parse().ok() };
+        Auth { header }
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.header {
+            req.metadata_mut().insert(AUTH_HEADER, value.clone());
+        }
+        Ok(req)
+    }
 }
 
 /// `req-` and 8 hex digits, from the clock and the pid (no RNG crate for one id).
@@ -248,7 +297,8 @@ async fn run(log: &Log, broker: &str, args: &Args) -> Result<(), Failure> {
 
     let channel = connect(broker, args.timeout, "broker").await?;
     let lookup = LookupServiceRequest { service_name: CALCULATOR_SERVICE.into(), ..Default::default() };
-    let instances = BrokerServiceClient::new(channel)
+    let auth = Auth::from_env();
+    let instances = BrokerServiceClient::with_interceptor(channel, auth.clone())
         .lookup_service(with_cid(lookup, cid, args.timeout)?)
         .await
         .map_err(|s| Failure::from_status(&s, &format!("broker at {broker}: ")))?
@@ -271,7 +321,7 @@ async fn run(log: &Log, broker: &str, args: &Args) -> Result<(), Failure> {
     );
 
     let channel = connect(&chosen.address, args.timeout, &format!("calculator {}", chosen.instance_id)).await?;
-    let mut client = CalculatorServiceClient::new(channel);
+    let mut client = CalculatorServiceClient::with_interceptor(channel, auth);
     let (a, b, t) = (args.a, args.b, args.timeout);
     use calculator::v1::*;
     let answer: Result<(f64, Option<ServedBy>), Status> = match args.op.as_str() {
