@@ -166,7 +166,14 @@ def aio_server() -> Iterator[Callable[[Callable[[object], object]], AioServer]]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Notebooks run their lab in <project>/.lab: it must be gone when the session ends."""
+    """Notebooks run their lab in <project>/.lab: it must be gone when the session ends.
+
+    Only checked when this session ran notebooks: otherwise a lab in <project>/.lab belongs to
+    someone else (a notebook open in JupyterLab, another test run), and the cleanup below, which
+    kills what is left, must not touch it.
+    """
+    if not any(is_notebook_item(item) for item in session.items):
+        return
     left = wait_until_gone([str(ROOT / ".lab")], listening_ports())
     if left:
         print(f"\nlab processes left behind by the session:\n{left}", file=sys.stderr)
