@@ -1,4 +1,5 @@
-"""The broker as a real subprocess over loopback gRPC: leases, lookups, health, watch, statuses."""
+"""The broker over loopback gRPC: leases, lookups, health, watch, statuses (its servicer in-process);
+registering itself and exiting on SIGTERM (a real subprocess)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,39 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
 
 
 @pytest.fixture
-def stub(broker: ServiceProcess) -> Iterator[broker_pb2_grpc.BrokerServiceStub]:
+def real_stub(broker: ServiceProcess) -> Iterator[broker_pb2_grpc.BrokerServiceStub]:
     with grpc.insecure_channel(broker.address) as channel:
         yield broker_pb2_grpc.BrokerServiceStub(channel)
+
+
+class InProcessBroker:
+    """The broker's servicer and lease expiry served in this process, as main() wires them."""
+
+    def __init__(self, aio_server) -> None:
+        def add(server) -> None:
+            self.servicer = BrokerServicer(Registry())
+            broker_pb2_grpc.add_BrokerServiceServicer_to_server(self.servicer, server)
+            asyncio.get_running_loop().create_task(self.servicer.expire_leases(), name="broker-lease-expiry")
+
+        self.server = aio_server(add)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.servicer.close()
+
+        self.server.run(close())
+        self.server.stop()
+
+
+@pytest.fixture
+def stub(aio_server) -> Iterator[broker_pb2_grpc.BrokerServiceStub]:
+    """A stub on an in-process broker (the logic under test; the process is tested with ``real_stub``)."""
+    broker = InProcessBroker(aio_server)
+    try:
+        with grpc.insecure_channel(broker.server.address) as channel:
+            yield broker_pb2_grpc.BrokerServiceStub(channel)
+    finally:
+        broker.stop()
 
 
 def unique(service: str = "calc") -> str:
@@ -100,12 +131,12 @@ class Watch:
         self.thread.join(timeout=WAIT_S)
 
 
-def test_broker_lists_itself(stub) -> None:
-    listed = stub.ListServices(broker_pb2.ListServicesRequest(), timeout=WAIT_S).instances
+def test_broker_lists_itself(real_stub) -> None:
+    listed = real_stub.ListServices(broker_pb2.ListServicesRequest(), timeout=WAIT_S).instances
     me = [i for i in listed if i.service_name == "broker"]
     assert len(me) == 1
     assert me[0].grpc_services == ["runtime.v1.BrokerService"]
-    assert lookup_ids(stub, "BrokerService") == ["broker-1"]
+    assert lookup_ids(real_stub, "BrokerService") == ["broker-1"]
 
 
 def test_register_and_lookup_by_three_names_and_role(stub) -> None:
