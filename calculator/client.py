@@ -209,19 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        return _run(argv)
+        return _run(argv, identity)
     finally:
         root.removeHandler(handler)
 
 
-def _run(argv: list[str] | None) -> int:
+def _run(argv: list[str] | None, identity: Identity) -> int:
     try:
         args = _parse(argv)
     except _UsageError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     with correlation.use(args.correlation_id or correlation.new_id()):
-        broker = args.broker or os.environ.get(ENV_BROKER_ADDR, "")
+        broker = args.broker or identity.broker_address
         if not broker:
             log.error(
                 "%s is not set: the client finds servers only through the broker (or pass --broker)",
