@@ -22,8 +22,7 @@ MAX_REPLAY = 1000  # the supervisor keeps a bounded history; asking for more jus
 
 def event_dict(event: supervisor_pb2.ProcessEvent) -> dict[str, Any]:
     """One ProcessEvent as the row ``lab.events()`` would show for it."""
-    row: dict[str, Any] = events_frame([event]).iloc[0].to_dict()
-    return row
+    return {str(k): v for k, v in events_frame([event]).iloc[0].items()}
 
 
 class ProcessEventWatch(StreamWatch):
