@@ -12,6 +12,7 @@ from waiting import wait_until
 
 from calculator.client import CalculatorClient
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
+from runtime.client import auth
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.lab import Lab
 from runtime.lab.chaos import CHAOS_GRPC_SERVICE
@@ -36,7 +37,7 @@ class Direct:
     """Calls one instance straight (no discovery, no retry): what that instance does is what we see."""
 
     def __init__(self, lab: Lab, instance: str) -> None:
-        self.channel = grpc.insecure_channel(instance_row(lab, instance).address)
+        self.channel = auth.insecure_channel(instance_row(lab, instance).address, token=lab.token)
         self.stub = calculator_pb2_grpc.CalculatorServiceStub(self.channel)
 
     def add(self, timeout_s: float = 5.0) -> tuple[float, grpc.RpcError | None]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import pytest
 from waiting import wait_until
 
+from runtime.client import auth
 from runtime.errors import ClientError, ServiceNotFound
 from runtime.identity import ENV_LOAD_MAX_ACTIVE_TESTS
 from runtime.lab import Lab
@@ -152,7 +152,7 @@ def test_only_instances_on_127_0_0_1_are_ever_loaded(lab: Lab):
         address="192.0.2.1:50051",  # TEST-NET-1: must never see a packet from us
         grpc_services=["calculator.v1.CalculatorService"],
     )
-    with grpc.insecure_channel(lab.broker_address) as ch:
+    with auth.insecure_channel(lab.broker_address, token=lab.token) as ch:
         broker = broker_pb2_grpc.BrokerServiceStub(ch)
         broker.Register(broker_pb2.RegisterRequest(instance=remote, ttl_ms=30_000), timeout=5)
         with pytest.raises(
