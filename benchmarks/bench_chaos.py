@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from verdict import verdict  # noqa: E402
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc  # noqa: E402
+from runtime.client import auth  # noqa: E402
 from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
 
@@ -71,7 +72,7 @@ def main() -> int:
         lab = Lab.up(lab_dir=Path(tmp) / "lab", config=LAB_FILE, linger_s=2)
         try:
             address = lab.lookup("calculator").address.iloc[0]
-            with grpc.insecure_channel(address) as channel:
+            with auth.insecure_channel(address, token=lab.token) as channel:
                 stub = calculator_pb2_grpc.CalculatorServiceStub(channel)
                 plain = statistics.median(call_ms(stub) for _ in range(200))
                 applied, cleared, dead = [], [], []

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from verdict import verdict  # noqa: E402
 
+from runtime.client import auth  # noqa: E402
 from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
 from runtime.lab.health import HealthChange  # noqa: E402
@@ -76,7 +77,7 @@ def bench_crashes(crashes: int) -> tuple[list[float], list[float]]:
     to_unhealthy: list[float] = []
     to_out: list[float] = []
     try:
-        broker = broker_pb2_grpc.BrokerServiceStub(grpc.insecure_channel(lab.broker_address))
+        broker = broker_pb2_grpc.BrokerServiceStub(auth.insecure_channel(lab.broker_address, token=lab.token))
 
         def lookup_pids() -> dict[str, int]:
             reply = broker.LookupService(

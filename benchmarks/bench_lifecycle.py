@@ -31,6 +31,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runtime.client import auth  # noqa: E402
 from runtime.client.percentiles import percentile  # noqa: E402
 from runtime.lab import Lab  # noqa: E402
 from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc  # noqa: E402
@@ -62,8 +63,8 @@ class Recorder:
     def __init__(self, lab: Lab) -> None:
         self.sup_events: list[tuple[float, supervisor_pb2.ProcessEvent]] = []
         self.removed: list[tuple[float, str]] = []
-        self._sup = grpc.insecure_channel(lab.address)
-        self._brk = grpc.insecure_channel(lab.broker_address)
+        self._sup = auth.insecure_channel(lab.address, token=lab.token)
+        self._brk = auth.insecure_channel(lab.broker_address, token=lab.token)
         s = supervisor_pb2_grpc.SupervisorServiceStub(self._sup).WatchProcessEvents(
             supervisor_pb2.WatchProcessEventsRequest()
         )
