@@ -17,6 +17,8 @@ The supervisor gives every child these variables (``Identity.from_env`` reads th
 ``LAB_PORT``                port to bind; ``0`` (or unset) means any free port
 ``LAB_PORT_STRICT``         ``1``: binding LAB_PORT must succeed (the broker keeps its port)
 ``LAB_LANGUAGE``            ``python``, ``typescript``, ``rust``, ``cpp``
+``LAB_STORE``               broker/config/state store: ``local``, ``etcd`` or ``etcd:HOST:PORT,...``
+                            (lab.yaml ``store:``; read by runtime/client/etcd.py)
 ``PYTHONUNBUFFERED``        ``1`` for Python children
 ==========================  ==========================================================
 
@@ -49,6 +51,8 @@ Files in the lab directory:
 ``logs.sqlite``        the logger's store (WAL)
 ``config.sqlite``      the config service's store (WAL)
 ``state.sqlite``       the state service's store (WAL)
+``etcd-cluster.json``  the lab's etcd members: names and loopback ports (lab.etcd.yaml)
+``etcd/<member>/``     an etcd member's data directory
 =====================  ======================================================================
 
 Exit codes another process acts on:
@@ -110,6 +114,7 @@ ENV_PORT = "LAB_PORT"
 ENV_PORT_STRICT = "LAB_PORT_STRICT"
 ENV_LANGUAGE = "LAB_LANGUAGE"
 ENV_PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
+ENV_STORE = "LAB_STORE"  # the broker/config/state store (runtime/client/etcd.py reads it)
 
 # -- tuning, one process kind each (see the tuning table above) --
 ENV_HEALTH_PREFIX = "LAB_HEALTH_"  # + a HealthSettings field name, upper case
@@ -146,6 +151,8 @@ SUPERVISOR_LOG_FILE = "supervisor.log"
 LOGS_DB_FILE = "logs.sqlite"
 CONFIG_DB_FILE = "config.sqlite"
 STATE_DB_FILE = "state.sqlite"
+ETCD_CLUSTER_FILE = "etcd-cluster.json"
+ETCD_DATA_DIR = "etcd"
 
 # -- exit codes (see the exit code table above) --
 EXIT_OK = 0

@@ -1,4 +1,5 @@
-"""The state service: versions, CAS, locks with TTL and fencing, watch (in-process); persistence (a real process)."""
+"""The state service: versions, CAS, locks with TTL and fencing, watch (in-process, on the local store and
+on etcd); persistence (a real process)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from etcd_cluster import store_backend, unique_prefix  # noqa: F401 (fixture)
 from service_process import start_service
 from waiting import wait_until
 
+from runtime.services.state.backend import LocalState
+from runtime.services.state.etcd_store import EtcdState
 from runtime.services.state.servicer import StateService
 from runtime.services.state.store import StateStore
 from runtime.v1 import state_pb2, state_pb2_grpc
@@ -21,20 +25,36 @@ RPC_S = 5.0
 
 
 class InProcessState:
-    """The state servicer served in this process (the SIGKILL test below runs the real process)."""
+    """The state servicer served in this process (the SIGKILL test below runs the real process),
+    on the local store (in memory) or on the module's etcd member (keys under a fresh prefix)."""
 
-    def __init__(self, aio_server) -> None:
+    def __init__(self, aio_server, backend: str, etcd=None) -> None:
+        self.backend = backend
+
         def add(server) -> None:
-            self.service = StateService(StateStore(None))  # in memory
+            store = LocalState(StateStore(None)) if etcd is None else EtcdState(etcd, prefix=unique_prefix())
+            self.service = StateService(store)
             state_pb2_grpc.add_StateServiceServicer_to_server(self.service, server)
 
         self.server = aio_server(add)
         self.address = self.server.address
 
+    def close(self) -> None:
+        self.server.run(self.service.store.close())
+
 
 @pytest.fixture
-def state(aio_server) -> InProcessState:
-    return InProcessState(aio_server)
+def state(store_backend, aio_server):  # noqa: F811 (the imported fixture)
+    proc = InProcessState(aio_server, store_backend.name, store_backend.choice)
+    yield proc
+    proc.close()
+
+
+def increasing_tokens(state, *tokens: int) -> bool:
+    """Fencing tokens grow with each grant: 1, 2, 3 locally; etcd revisions (larger steps) on etcd."""
+    if state.backend == "local":
+        return list(tokens) == list(range(1, len(tokens) + 1))
+    return all(a < b for a, b in zip(tokens, tokens[1:], strict=False)) and tokens[0] > 0
 
 
 def stub_of(proc) -> tuple[grpc.Channel, state_pb2_grpc.StateServiceStub]:
@@ -124,16 +144,17 @@ def test_locks_fencing_renewal_wait_and_ttl_expiry(state):
     channel, stub = stub_of(state)
     with channel:
         a = lock(stub, owner="a", ttl_ms=300)
-        assert a.acquired and a.fencing_token == 1 and a.holder == "a"
+        assert a.acquired and a.fencing_token > 0 and a.holder == "a"
         b = lock(stub, owner="b")
         assert not b.acquired and b.holder == "a" and not b.lock_id
         renewed = lock(stub, owner="a", ttl_ms=300)
-        assert renewed.acquired and renewed.lock_id == a.lock_id and renewed.fencing_token == 1
+        assert renewed.acquired and renewed.lock_id == a.lock_id and renewed.fencing_token == a.fencing_token
         # b waits; a's grant expires (no renewal) and b gets the next token.
         t0 = time.monotonic()
         b = lock(stub, owner="b", ttl_ms=5000, wait_ms=3000)
         waited = time.monotonic() - t0
-        assert b.acquired and b.fencing_token == 2 and 0.1 < waited < 2.0, (b, waited)
+        assert b.acquired and increasing_tokens(state, a.fencing_token, b.fencing_token), (a, b)
+        assert 0.1 < waited < 2.0, (b, waited)
         code, details = status_of(stub.ReleaseLock, state_pb2.LockId(lock_id=a.lock_id))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "expired" in details, details
         code, details = status_of(stub.ReleaseLock, state_pb2.LockId(lock_id="no-such-id"))
@@ -146,7 +167,8 @@ def test_locks_fencing_renewal_wait_and_ttl_expiry(state):
         t0 = time.monotonic()
         assert stub.ReleaseLock(state_pb2.LockId(lock_id=b.lock_id), timeout=RPC_S).released
         waiter.join(5)
-        assert got and got[0].acquired and got[0].fencing_token == 3 and got[0].holder == "c"
+        assert got and got[0].acquired and got[0].holder == "c"
+        assert increasing_tokens(state, a.fencing_token, b.fencing_token, got[0].fencing_token)
         assert time.monotonic() - t0 < 0.5
         code, details = status_of(stub.ReleaseLock, state_pb2.LockId(lock_id=b.lock_id))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "released" in details, details
@@ -169,7 +191,9 @@ def test_watch_sends_current_value_then_changes(state):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        wait_until(lambda: len(state.service.watchers) == 1, 5, "the watch registered at the service")
+        # The first value comes after the watch is registered (local: subscribed first; etcd: the
+        # watch starts at the revision after the read), so nothing set from now on is missed.
+        wait_until(lambda: len(seen) >= 1, 5, "the watch's current value")
         stub.Set(state_pb2.StateEntry(key="other", value="x"), timeout=RPC_S)
         stub.Set(state_pb2.StateEntry(key="w", value="1"), timeout=RPC_S)
         stub.CompareAndSwap(state_pb2.CASRequest(key="w", expected_version=2, new_value="2"), timeout=RPC_S)

@@ -9,6 +9,11 @@ a TTL, bounded waits and a fencing token per grant; holdings are kept in memory 
 fencing counters are persisted. Watch(key) sends the current value, then every change, through a
 bounded queue per watcher.
 
+The store behind it is a StateBackend (runtime/services/state/backend.py): SQLite and memory by
+default, an etcd cluster with ``store: etcd`` (runtime/services/state/etcd_store.py); statuses
+and messages are the same on both. An etcd cluster without quorum answers UNAVAILABLE naming the
+members that are down (runtime/agent/store_status.py).
+
 Bad input answers INVALID_ARGUMENT (empty or over-long keys, values over 64 KiB, ttl_ms or
 wait_ms out of range); ReleaseLock of an unknown id answers NOT_FOUND, of an expired or
 released one FAILED_PRECONDITION.
@@ -22,10 +27,12 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import STATE_DB_FILE, STATE_GRPC_SERVICE, Identity
-from runtime.services.state.locks import LockGone, LockProblem, Locks, UnknownLock
-from runtime.services.state.store import StateProblem, StateStore, check_key
-from runtime.services.watchers import Watchers
+from runtime.agent.store_status import StoreStatusInterceptor
+from runtime.client.etcd import store_from_env
+from runtime.identity import STATE_GRPC_SERVICE, Identity
+from runtime.services.state.backend import StateBackend, make_backend
+from runtime.services.state.locks import LockGone, LockProblem, UnknownLock
+from runtime.services.state.store import StateProblem, check_key
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 log = logging.getLogger("runtime.services.state")
@@ -34,29 +41,26 @@ SERVICE_NAME = "state"
 
 
 class StateService(state_pb2_grpc.StateServiceServicer):
-    """Get / Set / CompareAndSwap / AcquireLock / ReleaseLock / Watch over one StateStore."""
+    """Get / Set / CompareAndSwap / AcquireLock / ReleaseLock / Watch over one StateBackend."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateBackend) -> None:
         self.store = store
-        self.locks = Locks(store.next_token)
-        self.watchers: Watchers[state_pb2.StateValue] = Watchers()
 
     async def Get(  # noqa: N802 (gRPC method name)
         self, request: state_pb2.StateKey, context: grpc.aio.ServicerContext
     ) -> state_pb2.StateValue:
         """The value of a key; version 0 when it does not exist."""
         await _invalid_unless(context, check_key, request.key)
-        return self.store.get(request.key)
+        return await self.store.get(request.key)
 
     async def Set(  # noqa: N802
         self, request: state_pb2.StateEntry, context: grpc.aio.ServicerContext
     ) -> state_pb2.StateAck:
         """Unconditional write; answers the new version."""
         try:
-            stored = self.store.set(request.key, request.value)
+            stored = await self.store.set(request.key, request.value)
         except StateProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self.watchers.publish(stored)
         return state_pb2.StateAck(version=stored.version)
 
     async def CompareAndSwap(  # noqa: N802
@@ -64,13 +68,11 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     ) -> state_pb2.CASResponse:
         """Write only at expected_version (0: create only if absent); else swapped=false + current."""
         try:
-            swapped, current = self.store.compare_and_swap(
+            swapped, current = await self.store.compare_and_swap(
                 request.key, request.expected_version, request.new_value
             )
         except StateProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if swapped:
-            self.watchers.publish(current)
         return state_pb2.CASResponse(swapped=swapped, current=current)
 
     async def AcquireLock(  # noqa: N802
@@ -80,7 +82,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         await _invalid_unless(context, check_key, request.name, "lock name")
         await _invalid_unless(context, check_key, request.owner, "owner")
         try:
-            acquired, grant = await self.locks.acquire(
+            acquired, grant = await self.store.acquire(
                 request.name, request.owner, request.ttl_ms, request.wait_ms
             )
         except LockProblem as exc:
@@ -104,7 +106,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         """Release a held lock by id."""
         await _invalid_unless(context, check_key, request.lock_id, "lock_id")
         try:
-            grant = self.locks.release(request.lock_id)
+            grant = await self.store.release(request.lock_id)
         except UnknownLock as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except LockGone as exc:
@@ -117,17 +119,12 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     ) -> AsyncIterator[state_pb2.StateValue]:
         """The current value (version 0: absent), then every change of the key."""
         await _invalid_unless(context, check_key, request.key)
-        key = request.key
-        # Subscribe and read with no await in between: nothing is missed or doubled.
-        w = self.watchers.add(lambda v: v.key == key)
+        changes = self.store.watch(request.key)
         try:
-            yield self.store.get(key)
-            while True:
-                yield await w.next()
+            async for value in changes:
+                yield value
         finally:
-            self.watchers.remove(w)
-            if w.dropped:
-                log.warning("a slow watcher of %s lost %d changes", key, w.dropped)
+            await changes.aclose()
 
 
 async def _invalid_unless(context: grpc.aio.ServicerContext, check, value: str, what: str = "key") -> None:  # noqa: ANN001
@@ -137,9 +134,9 @@ async def _invalid_unless(context: grpc.aio.ServicerContext, check, value: str, 
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-def make_store(identity: Identity) -> StateStore:
-    """``$LAB_DIR/state.sqlite``, or an in-memory store without LAB_DIR."""
-    return StateStore(identity.lab_path(STATE_DB_FILE))
+def make_store(identity: Identity) -> StateBackend:
+    """The store ``LAB_STORE`` names: ``$LAB_DIR/state.sqlite`` (in memory without LAB_DIR) or etcd."""
+    return make_backend(identity, store_from_env())
 
 
 async def main() -> None:
@@ -147,8 +144,13 @@ async def main() -> None:
     identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
     store = make_store(identity)
     try:
-        agent = Agent([STATE_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
+        agent = Agent(
+            [STATE_GRPC_SERVICE],
+            default_service=SERVICE_NAME,
+            identity=identity,
+            interceptors=[StoreStatusInterceptor()],
+        )
         state_pb2_grpc.add_StateServiceServicer_to_server(StateService(store), agent.server)
         await agent.run()
     finally:
-        store.close()
+        await store.close()

@@ -1,0 +1,346 @@
+"""The lab's way to an etcd cluster: which store a service uses, and one session with clear errors.
+
+A lab file chooses the store of the broker, config and state services (``store:`` in lab.yaml,
+runtime/supervisor/config.py); the supervisor hands the choice to every child in ``LAB_STORE``:
+
+===================================  ==========================================================
+``local`` (or unset)                 in-process registry, SQLite config and state (the default)
+``etcd``                             the lab's own cluster: endpoints and member names from
+                                     ``<lab dir>/etcd-cluster.json`` (written by its members,
+                                     runtime/services/etcd_member)
+``etcd:127.0.0.1:2379,127.0.0.1:…``  an external cluster at these endpoints
+===================================  ==========================================================
+
+Client library: **aetcd** (PyPI, asyncio etcd v3 client over grpcio; maintained, 1.0.0 from
+2026-06). Its generated protos (protobuf gencode 5.27) load under the protobuf 7.x and grpcio 1.85
+this project pins (checked with warnings as errors) and register files named ``rpc.proto``,
+``kv.proto`` and ``auth.proto``, which clash with nothing of ours. So no etcd ``.proto`` is copied
+here and no second HTTP stack is needed; the JSON grpc-gateway with httpx was the fallback.
+aetcd talks to one gRPC target; several endpoints become one ``ipv4:a,b,c`` target with gRPC's
+``round_robin`` policy, so a dead member is skipped by the channel itself.
+
+Errors: when the cluster cannot answer (a member is down and the rest have no quorum, or nothing
+listens), every call raises :class:`StoreUnavailable`, whose message names the members that do not
+answer and what to do, e.g. ``etcd store unavailable: 2 of 3 members are down (etcd-2 at
+127.0.0.1:40111, etcd-3 at 127.0.0.1:40113); writes need 2 of 3 (a quorum): start them again``.
+Servers turn it into gRPC UNAVAILABLE (runtime/agent/store_status.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import aetcd.rpc
+
+from runtime.errors import ServiceUnavailable
+from runtime.identity import ENV_STORE, ETCD_CLUSTER_FILE, LOOPBACK
+
+T = TypeVar("T")
+
+STORE_LOCAL = "local"
+STORE_ETCD = "etcd"
+REQUEST_TIMEOUT_S = 2.0  # etcd answers in ms; without quorum it would wait its own 7 s first
+PROBE_TIMEOUT_S = 0.3  # one TCP connect per member when naming the ones that are down
+WATCH_RETRY_S = 0.2  # a watch whose member died is made again on another member after this
+DEFAULT_PREFIX = "/runtime-lab/"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The etcd cluster did not answer (no quorum, or nothing listens): gRPC UNAVAILABLE."""
+
+
+class RevisionCompacted(LookupError):
+    """A watch asked for a revision etcd has compacted away."""
+
+    def __init__(self, revision: int, compacted: int) -> None:
+        self.revision = revision
+        self.compacted = compacted
+        super().__init__(f"revision {revision} was compacted (etcd keeps from {compacted})")
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """Which store a service uses; for etcd, its endpoints and a name per endpoint."""
+
+    kind: str = STORE_LOCAL
+    endpoints: tuple[str, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_etcd(self) -> bool:
+        """True for either etcd form."""
+        return self.kind == STORE_ETCD
+
+
+def parse_store(value: str, lab_dir: str = "") -> StoreChoice:
+    """Read a ``LAB_STORE`` value (table above).
+
+    Example:
+        >>> parse_store("etcd:127.0.0.1:2379").endpoints
+        ('127.0.0.1:2379',)
+        >>> parse_store("").kind
+        'local'
+
+    Raises:
+        ValueError: an unknown kind, or ``etcd`` without endpoints and without a cluster file.
+    """
+    text = value.strip()
+    if text in ("", STORE_LOCAL):
+        return StoreChoice()
+    if text == STORE_ETCD:
+        return read_cluster(lab_dir)
+    if text.startswith(STORE_ETCD + ":"):
+        endpoints = tuple(e.strip() for e in text[len(STORE_ETCD) + 1 :].split(",") if e.strip())
+        if endpoints:
+            return StoreChoice(STORE_ETCD, endpoints, {e: e for e in endpoints})
+    raise ValueError(
+        f"{ENV_STORE}={text[:200]!r} is not a store; use 'local', 'etcd' (the lab's own cluster) "
+        "or 'etcd:HOST:PORT,HOST:PORT'"
+    )
+
+
+def store_from_env(env: Mapping[str, str] | None = None) -> StoreChoice:
+    """The store this process was given (``LAB_STORE``; the lab dir for the cluster file)."""
+    from runtime.identity import ENV_LAB_DIR
+
+    env = os.environ if env is None else env
+    return parse_store(env.get(ENV_STORE, ""), env.get(ENV_LAB_DIR, ""))
+
+
+def cluster_path(lab_dir: str) -> str:
+    """``<lab dir>/etcd-cluster.json``: the members' names and ports, written by the first member."""
+    return os.path.join(lab_dir, ETCD_CLUSTER_FILE)
+
+
+def read_cluster(lab_dir: str) -> StoreChoice:
+    """The lab's own cluster from its cluster file.
+
+    Raises:
+        ValueError: no lab dir or no cluster file (the etcd members have not started).
+    """
+    path = cluster_path(lab_dir) if lab_dir else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            members = json.load(f)["members"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"store 'etcd' needs the lab's etcd members, but {path or '<no lab dir>'} is not readable "
+            f"({exc}); start the etcd service first (depends_on: {{etcd: ready}}, see lab.etcd.yaml)"
+        ) from None
+    endpoints = tuple(f"{LOOPBACK}:{m['client_port']}" for m in members)
+    return StoreChoice(STORE_ETCD, endpoints, {f"{LOOPBACK}:{m['client_port']}": m["name"] for m in members})
+
+
+def down_members(choice: StoreChoice, timeout_s: float = PROBE_TIMEOUT_S) -> list[str]:
+    """``name at host:port`` of every endpoint nothing listens on (a TCP connect each)."""
+    down = []
+    for endpoint in choice.endpoints:
+        host, _, port = endpoint.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                pass
+        except OSError:
+            down.append(f"{choice.names.get(endpoint, endpoint)} at {endpoint}")
+    return down
+
+
+def outage_message(choice: StoreChoice, detail: str) -> str:
+    """The StoreUnavailable text: which members are down and what quorum needs."""
+    total = len(choice.endpoints)
+    quorum = total // 2 + 1
+    down = down_members(choice)
+    if down:
+        return (
+            f"etcd store unavailable: {len(down)} of {total} members are down ({', '.join(down)}); "
+            f"reads and writes need {quorum} of {total} (a quorum): start them again ({detail[:200]})"
+        )
+    return f"etcd store unavailable: every member listens but the cluster did not answer ({detail[:200]})"
+
+
+def _target(endpoints: tuple[str, ...]) -> tuple[str, int]:
+    """aetcd's (host, port) spelling one gRPC target over every endpoint (``ipv4:a,b,c``)."""
+    if len(endpoints) == 1:
+        host, _, port = endpoints[0].rpartition(":")
+        return host, int(port)
+    head, _, port = endpoints[-1].rpartition(":")
+    return "ipv4:" + ",".join([*endpoints[:-1], head]), int(port)
+
+
+class EtcdSession:
+    """One aetcd client over a cluster, with every failure turned into StoreUnavailable.
+
+    Example:
+        >>> session = EtcdSession(parse_store("etcd:127.0.0.1:2379"))   # doctest: +SKIP
+        >>> await session.call(lambda c: c.put(b"k", b"v"))             # doctest: +SKIP
+    """
+
+    def __init__(self, choice: StoreChoice, prefix: str = DEFAULT_PREFIX) -> None:
+        self.choice = choice
+        self.prefix = prefix.encode()
+        host, port = _target(choice.endpoints)
+        self.client = aetcd.Client(
+            host=host,
+            port=port,
+            timeout=REQUEST_TIMEOUT_S,
+            options={
+                "grpc.lb_policy_name": "round_robin",
+                # A member that comes back is used again within a second.
+                "grpc.initial_reconnect_backoff_ms": 200,
+                "grpc.max_reconnect_backoff_ms": 1000,
+            },
+        )
+
+    def key(self, *parts: str) -> bytes:
+        """``<prefix><part>/<part>...`` as bytes."""
+        return self.prefix + "/".join(parts).encode()
+
+    async def call(self, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run ``op(client)``; connection failures and timeouts become StoreUnavailable."""
+        try:
+            return await op(self.client)
+        except (
+            aetcd.exceptions.ConnectionFailedError,
+            aetcd.exceptions.ConnectionTimeoutError,
+            aetcd.exceptions.InternalError,
+            aetcd.exceptions.WatchTimeoutError,
+        ) as exc:
+            message = await asyncio.to_thread(outage_message, self.choice, str(exc) or type(exc).__name__)
+            raise StoreUnavailable(message) from None
+        except aetcd.exceptions.ClientError as exc:
+            if "timed out" in str(exc) or "no leader" in str(exc) or "leader changed" in str(exc):
+                message = await asyncio.to_thread(outage_message, self.choice, str(exc))
+                raise StoreUnavailable(message) from None
+            raise
+
+    async def txn(self, request: aetcd.rpc.TxnRequest) -> Any:
+        """A raw etcd Txn (compare on mod_revision and friends); returns the TxnResponse."""
+
+        async def run(c: aetcd.Client) -> Any:
+            await c.connect()
+            return await c.kvstub.Txn(request, timeout=REQUEST_TIMEOUT_S, metadata=c.metadata)
+
+        return await self._raw(run)
+
+    async def range(self, key: bytes, range_end: bytes | None = None) -> tuple[int, list[Any]]:
+        """(store revision, the key-values of ``[key, range_end)``) in one linearizable read."""
+
+        async def run(c: aetcd.Client) -> Any:
+            await c.connect()
+            request = aetcd.rpc.RangeRequest(key=key, range_end=range_end or b"")
+            return await c.kvstub.Range(request, timeout=REQUEST_TIMEOUT_S, metadata=c.metadata)
+
+        reply = await self._raw(run)
+        return reply.header.revision, list(reply.kvs)
+
+    async def grant(self, ttl_s: int) -> int:
+        """A new etcd lease of ``ttl_s`` seconds (etcd may round a short one up); its id."""
+        lease = await self.call(lambda c: c.lease(ttl_s))
+        return int(lease.id)
+
+    async def revoke(self, lease_id: int) -> None:
+        """Revoke a lease (its keys go at once); a lease already gone is fine."""
+        with contextlib.suppress(aetcd.exceptions.ClientError):
+            await self.call(lambda c: c.revoke_lease(lease_id))
+
+    async def refresh(self, lease_id: int) -> bool:
+        """One keepalive of ``lease_id``; False when etcd no longer knows it."""
+        reply = await self.call(lambda c: c.refresh_lease(lease_id))
+        return reply is not None and reply.TTL > 0
+
+    async def _raw(self, run: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        try:
+            return await self.call(run)
+        except aetcd.rpc.AioRpcError as exc:
+            if exc.code() == aetcd.rpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            message = await asyncio.to_thread(outage_message, self.choice, exc.details() or "")
+            raise StoreUnavailable(message) from None
+
+    async def watch(
+        self, key: bytes, range_end: bytes | None, start_revision: int, *, prev_kv: bool = False
+    ) -> AsyncGenerator[Any, None]:
+        """Events of ``[key, range_end)`` from ``start_revision`` on, across member failures.
+
+        A stream broken by a dead member is made again from the revision after the last event seen,
+        so no event is lost or doubled. Raises RevisionCompacted when the start is compacted.
+        """
+        next_rev = start_revision
+        while True:
+            try:
+                watch = await self.call(self._watch_op(key, range_end, next_rev, prev_kv))
+            except aetcd.exceptions.RevisionCompactedError as exc:
+                raise RevisionCompacted(next_rev, exc.compacted_revision) from None
+            except StoreUnavailable:
+                await asyncio.sleep(WATCH_RETRY_S)
+                continue
+            try:
+                async for event in watch:
+                    next_rev = event.kv.mod_revision + 1
+                    yield event
+            except aetcd.exceptions.RevisionCompactedError as exc:
+                raise RevisionCompacted(next_rev, exc.compacted_revision) from None
+            except aetcd.exceptions.ClientError:
+                await asyncio.sleep(WATCH_RETRY_S)  # its member died: again, on another one
+            finally:
+                with contextlib.suppress(Exception):
+                    await watch.cancel()
+
+    @staticmethod
+    def _watch_op(
+        key: bytes, range_end: bytes | None, start: int, prev_kv: bool
+    ) -> Callable[[aetcd.Client], Awaitable[Any]]:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.watch(key, range_end=range_end, start_revision=start, prev_kv=prev_kv)
+
+        return op
+
+    async def close(self) -> None:
+        """Close the channel (and every watch on it)."""
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+
+def txn_request(
+    compare: list[aetcd.rpc.Compare], success: list[aetcd.rpc.RequestOp], failure: list[aetcd.rpc.RequestOp]
+) -> aetcd.rpc.TxnRequest:
+    """A TxnRequest (kept here so the stores never spell aetcd's module layout)."""
+    return aetcd.rpc.TxnRequest(compare=compare, success=success, failure=failure)
+
+
+def mod_is(key: bytes, revision: int) -> aetcd.rpc.Compare:
+    """Compare: ``key``'s mod_revision is ``revision`` (0: the key does not exist)."""
+    return aetcd.rpc.Compare(
+        key=key,
+        result=aetcd.rpc.Compare.CompareResult.EQUAL,
+        target=aetcd.rpc.Compare.CompareTarget.MOD,
+        mod_revision=revision,
+    )
+
+
+def put_op(key: bytes, value: bytes, lease: int = 0) -> aetcd.rpc.RequestOp:
+    """A put inside a transaction."""
+    return aetcd.rpc.RequestOp(request_put=aetcd.rpc.PutRequest(key=key, value=value, lease=lease))
+
+
+def get_op(key: bytes) -> aetcd.rpc.RequestOp:
+    """A read inside a transaction."""
+    return aetcd.rpc.RequestOp(request_range=aetcd.rpc.RangeRequest(key=key))
+
+
+def delete_op(key: bytes) -> aetcd.rpc.RequestOp:
+    """A delete inside a transaction."""
+    return aetcd.rpc.RequestOp(request_delete_range=aetcd.rpc.DeleteRangeRequest(key=key))
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end that covers every key starting with ``prefix`` (etcd's "prefix + 1")."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])

@@ -1,0 +1,1 @@
+"""An etcd cluster member as a supervised lab service (lab.etcd.yaml)."""
