@@ -28,7 +28,7 @@ from calculator.numbers import call_text, fmt
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.client import correlation
 from runtime.client.discovery import DEFAULT_TIMEOUT_S, DiscoveryChannel, connect
-from runtime.errors import ClientError, DiscoveryError
+from runtime.errors import ClientError, DiscoveryError, NoInstances
 from runtime.identity import ENV_BROKER_ADDR, ENV_CORRELATION_ID, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Identity
 
 log = logging.getLogger("calculator.client")
@@ -196,8 +196,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _failure(exc: DiscoveryError) -> tuple[str, str]:
-    """The status name and the ERROR message for a discovery failure."""
-    code = "NOT_FOUND" if str(exc).startswith("no instances") else "UNAVAILABLE"
+    """The status name and the ERROR message for a discovery failure (by its type, not its text)."""
+    code = "NOT_FOUND" if isinstance(exc, NoInstances) else "UNAVAILABLE"
     return code, f"{code}: {exc}"
 
 

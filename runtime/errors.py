@@ -127,4 +127,5 @@ class ClientError(LabError):
 
     def __init__(self, message: str, code: str = "") -> None:
         self.code = code
+        self.message = message  # without the code, to build a longer message from
         super().__init__(f"{code}: {message}" if code else message)

@@ -21,7 +21,7 @@ import grpc
 
 from runtime.client import auth, correlation
 from runtime.client.rotation import Member, Rotation
-from runtime.errors import DiscoveryError
+from runtime.errors import DiscoveryError, NoInstances
 from runtime.identity import ENV_BROKER_ADDR, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
@@ -65,9 +65,9 @@ def lookup_failed(service: str, broker_address: str, exc: grpc.RpcError) -> Disc
     )
 
 
-def no_instances(service: str, broker_address: str) -> DiscoveryError:
-    """The DiscoveryError for a lookup that found nothing."""
-    return DiscoveryError(
+def no_instances(service: str, broker_address: str) -> NoInstances:
+    """The NoInstances error for a lookup that found nothing."""
+    return NoInstances(
         f"no instances of {service} are registered with the broker at {broker_address} "
         "(is a server running and healthy?)"
     )
@@ -142,7 +142,7 @@ class DiscoveryChannel(grpc.Channel):
             self.refresh()  # the watch may lag (or the broker restarted): ask once more
             member = self.rotation.pick()
         if member is None:
-            raise DiscoveryError(f"no instances of {self.service} are in the rotation right now")
+            raise NoInstances(f"no instances of {self.service} are in the rotation right now")
         return member
 
     # -- grpc.Channel ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import grpc
 from runtime.client import auth, correlation
 from runtime.client.discovery import CHANNEL_OPTIONS, DEFAULT_TIMEOUT_S, lookup_failed, no_instances
 from runtime.client.rotation import Member, Rotation
-from runtime.errors import DiscoveryError
+from runtime.errors import DiscoveryError, NoInstances
 from runtime.identity import ENV_BROKER_ADDR, broker_address_from_env
 from runtime.v1 import broker_pb2, broker_pb2_grpc
 
@@ -102,7 +102,7 @@ class AioDiscoveryChannel:
             await self.refresh()
             member = self.rotation.pick()
         if member is None:
-            raise DiscoveryError(f"no instances of {self.service} are in the rotation right now")
+            raise NoInstances(f"no instances of {self.service} are in the rotation right now")
         return member
 
     async def _follow(self) -> None:
@@ -205,7 +205,7 @@ class _AioRouted:
             return self._unary(request, kwargs)
         member = self._owner.rotation.pick()
         if member is None:
-            raise DiscoveryError(f"no instances of {self._owner.service} are in the rotation right now")
+            raise NoInstances(f"no instances of {self._owner.service} are in the rotation right now")
         return self._target(member)(request, **kwargs)
 
     async def _unary(self, request: Any, kwargs: dict[str, Any]) -> Any:
