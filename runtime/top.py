@@ -57,6 +57,18 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+class Watchable(Protocol):
+    """A part of the lab with a live watch (``lab.health``)."""
+
+    def watch(self, callback: Any) -> Stoppable: ...
+
+
+class Tailable(Protocol):
+    """A part of the lab with a live tail (``lab.logs``)."""
+
+    def tail(self, callback: Any, **filters: Any) -> Stoppable: ...
+
+
 class TopSource(Protocol):
     """What ``runtime-lab top`` uses of a lab (``runtime.lab.Lab`` provides all of it)."""
 
@@ -67,8 +79,10 @@ class TopSource(Protocol):
     def restart(self, service: str, instance: str | int | None = None) -> pd.DataFrame: ...
     def scale(self, service: str, n: int) -> pd.DataFrame: ...
     def watch_events(self, callback: Any, replay: int = 0) -> Stoppable: ...
-    def watch_health(self, callback: Any) -> Stoppable: ...
-    def tail(self, callback: Any, **filters: Any) -> Stoppable: ...
+    @property
+    def health(self) -> Watchable: ...
+    @property
+    def logs(self) -> Tailable: ...
 
 
 def _uptime(seconds: float) -> str:
@@ -146,7 +160,7 @@ class TopApp(App[None]):
     def _start_watches(self) -> None:
         # Opening a stream can take a moment when a service is restarting: off the UI thread.
         self._watches.append(self.lab.watch_events(self._event_from_thread, replay=20))
-        self._watches.append(self.lab.watch_health(self._health_from_thread))
+        self._watches.append(self.lab.health.watch(self._health_from_thread))
 
     def on_unmount(self) -> None:
         for watch in self._watches:
@@ -272,7 +286,7 @@ class TopApp(App[None]):
                 self._tail.stop()
                 self._tail = None
             try:
-                self._tail = self.lab.tail(lambda e: self._log_from_thread(service, e), service=service)
+                self._tail = self.lab.logs.tail(lambda e: self._log_from_thread(service, e), service=service)
             except (LabError, ValueError) as err:
                 self.call_from_thread(self.notify, str(err)[:300], title="log tail failed", severity="warning")
 

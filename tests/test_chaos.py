@@ -10,7 +10,7 @@ import psutil
 import pytest
 from waiting import wait_until
 
-from calculator.client import CalculatorClient
+from calculator.lab import CalculatorLab
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.client import auth
 from runtime.errors import ClientError, ServiceNotFound
@@ -54,10 +54,10 @@ class Direct:
 
 
 def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: Lab) -> None:
-    client = lab.calculator(timeout_s=5)
+    client = CalculatorLab(lab).client(timeout_s=5)
     client.add(1, 1)
     fid = lab.inject("calculator", "delay", duration_s=30, delay_ms=500)
-    assert list(lab.faults().fault_id) == [fid]
+    assert list(lab.chaos.faults().fault_id) == [fid]
 
     def timed() -> float:
         started = time.monotonic()
@@ -67,12 +67,12 @@ def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: L
     wait_until(lambda: timed() >= 0.5, 3, "the delay to reach the agents")
     assert min(timed() for _ in range(4)) >= 0.5  # both instances, round robin
     with pytest.raises(ClientError) as info:
-        CalculatorClient(lab.broker_address, timeout_s=0.2).add(2, 3)
+        CalculatorLab(lab).client(timeout_s=0.2).add(2, 3)
     assert info.value.code == "DEADLINE_EXCEEDED"
-    assert lab.clear(fid) == 1
+    assert lab.chaos.clear(fid) == 1
     wait_until(lambda: timed() < 0.1, 3, "fast calls after clear")
     assert max(timed() for _ in range(4)) < 0.25
-    assert lab.faults().empty
+    assert lab.chaos.faults().empty
     client.close()
 
 
@@ -88,7 +88,7 @@ def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab:
             return not df.empty and set(df.instance) == {"calculator-1"}
 
         wait_until(logged, 5, "the injected errors in the calculator's logs")
-        lab.clear(fid)
+        lab.chaos.clear(fid)
         wait_until(lambda: direct.add()[1] is None, 3, "calls succeed after clear")
 
         lab.inject("calculator", "packet_loss", instance="calculator-1", packet_loss_pct=50)
@@ -96,11 +96,11 @@ def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab:
         lost = sum(direct.add()[1] is not None for _ in range(60))
         assert 10 <= lost <= 50, f"{lost} of 60 calls dropped at 50 % loss"
         # Through discovery, a dropped call is retried once on the next instance (calculator-2).
-        client = lab.calculator()
+        client = CalculatorLab(lab).client()
         for _ in range(30):
             client.add(2, 3)
         client.close()
-        assert lab.clear() == 1
+        assert lab.chaos.clear() == 1
     finally:
         direct.close()
 
@@ -114,13 +114,13 @@ def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: Lab) -
     # An idle calculator uses a few ms of CPU per second; two busy threads close to two cores
     # (less on a shared, loaded machine: hence a wait, not a fixed window).
     wait_until(lambda: sum(proc.cpu_times()[:2]) - cpu0 >= 0.5, 5, "the hog threads to burn 0.5 s of CPU")
-    lab.clear(fid)
+    lab.chaos.clear(fid)
     wait_until(lambda: proc.num_threads() <= threads, WAIT_S, "the busy threads to stop")
 
     rss = proc.memory_info().rss
     fid = lab.inject("calculator", "memory_leak", instance=2, memory_mb=128)
     wait_until(lambda: proc.memory_info().rss - rss >= 100 * 2**20, WAIT_S, "RSS to grow by ~128 MiB")
-    lab.clear(fid)
+    lab.chaos.clear(fid)
     wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, WAIT_S, "the leaked memory to be released")
 
 
@@ -130,7 +130,7 @@ def test_faults_expire_by_ttl(lab: Lab) -> None:
         lab.inject("calculator", "delay", duration_s=1, delay_ms=300)
         wait_until(lambda: direct.add()[0] >= 0.3, 3, "the delay")
         wait_until(lambda: direct.add()[0] < 0.1, 3, "the delay to expire")
-        assert lab.faults().empty
+        assert lab.chaos.faults().empty
     finally:
         direct.close()
 
@@ -146,7 +146,7 @@ def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: Lab) -> N
         took = time.monotonic() - killed_at
         assert took <= DEAD_MAN_LIMIT_S, f"faults dropped {took:.2f} s after the chaos service died"
         lab.wait_restarted("chaos-1", killed["pid"])
-        assert lab.faults().empty  # the new chaos service starts with none
+        assert lab.chaos.faults().empty  # the new chaos service starts with none
     finally:
         direct.close()
 
@@ -172,7 +172,7 @@ def test_crash_goes_through_the_supervisor_which_restarts(lab: Lab) -> None:
     with pytest.raises(ClientError, match="does not crash itself") as info:
         lab.inject("chaos", "crash")
     assert info.value.code == "FAILED_PRECONDITION"
-    assert lab.faults().empty  # a crash is an event, not an active fault
+    assert lab.chaos.faults().empty  # a crash is an event, not an active fault
 
 
 def test_bad_input_gets_the_right_status_and_a_clear_message(lab: Lab) -> None:
@@ -219,15 +219,17 @@ def test_bad_input_gets_the_right_status_and_a_clear_message(lab: Lab) -> None:
     with pytest.raises(ClientError, match=f"the cap is {MAX_ACTIVE_FAULTS}") as info:
         lab.inject("calculator", "error_inject", error_rate=0.0)
     assert info.value.code == "RESOURCE_EXHAUSTED"
-    assert lab.clear("fault-nosuch") == 0
-    assert lab.clear(ids[0]) == 1
-    assert lab.clear() == MAX_ACTIVE_FAULTS - 1
+    assert lab.chaos.clear("fault-nosuch") == 0
+    assert lab.chaos.clear(ids[0]) == 1
+    assert lab.chaos.clear() == MAX_ACTIVE_FAULTS - 1
 
 
 def test_chaos_panel_buttons_and_live_chart(lab: Lab) -> None:
     from widgets.chaos_view import ChaosPanel
 
-    panel = ChaosPanel(lab, delay_ms=300, fault_s=10)
+    probe = CalculatorLab(lab).latency_probe()
+    panel = ChaosPanel(lab, delay_ms=300, fault_s=10, probe=probe)
+    assert panel.figure.layout.title.text == "calculator: latency of Add(1, 2) as a client sees it"
     panel.show()
     try:
         assert panel.probe is not None
@@ -244,5 +246,6 @@ def test_chaos_panel_buttons_and_live_chart(lab: Lab) -> None:
     finally:
         panel.stop()
     assert not panel.probe.running
+    assert probe.client._channel is None  # stopping the panel closed the probe's client
     names = {t.name for t in threading.enumerate()}
     assert not names & {"chaos-latency-probe", "chaos-panel-redraw"}

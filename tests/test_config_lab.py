@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from waiting import wait_until
 
+from calculator.lab import CalculatorLab
 from runtime.errors import ClientError
 from runtime.lab import Lab
 
@@ -38,61 +39,61 @@ def concurrent_adds(calc, n: int) -> list[str]:
 
 def test_calculator_follows_max_connections_without_restart(lab: Lab):
     pid = int(lab.status("calculator").pid.iloc[0])
-    calc = lab.calculator()
+    calc = CalculatorLab(lab).client()
     assert concurrent_adds(calc, 4) == ["OK"] * 4
-    lab.config_set("calculator", "work_ms", 300)
-    lab.config_set("calculator", "max_connections", 1)
+    lab.config.set("calculator", "work_ms", 300)
+    lab.config.set("calculator", "max_connections", 1)
     wait_until(
         lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
         WAIT_S,
         "calls beyond max_connections refused",
         ignore=(Exception,),
     )
-    lab.config_set("calculator", "max_connections", 100)
-    lab.config_set("calculator", "work_ms", 0)
+    lab.config.set("calculator", "max_connections", 100)
+    lab.config.set("calculator", "work_ms", 0)
     wait_until(
         lambda: concurrent_adds(calc, 4) == ["OK"] * 4, WAIT_S, "every call served again", ignore=(Exception,)
     )
     # The calculator's watch reconnects after the config service was killed and restarted.
     old = lab.kill("config")
     lab.wait_restarted("config-1", old["pid"])
-    lab.config_set("calculator", "work_ms", 300)
-    lab.config_set("calculator", "max_connections", 1)
+    lab.config.set("calculator", "work_ms", 300)
+    lab.config.set("calculator", "max_connections", 1)
     wait_until(
         lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4),
         WAIT_S,
         "the limit after a config restart",
         ignore=(Exception,),
     )
-    lab.config_set("calculator", "max_connections", 100)
-    lab.config_set("calculator", "work_ms", 0)
+    lab.config.set("calculator", "max_connections", 100)
+    lab.config.set("calculator", "work_ms", 0)
     assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
     calc.close()
 
 
 def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
     seen: list[dict] = []
-    watch = lab.watch_config("demo", seen.append)
+    watch = lab.config.watch("demo", seen.append)
     try:
-        lab.config_set("demo", "greeting", "hello")
+        lab.config.set("demo", "greeting", "hello")
         wait_until(
             lambda: [s["value"] for s in seen] == ["hello"], WAIT_S, "the first value", ignore=(Exception,)
         )
         with pytest.raises(ClientError) as info:
-            lab.config_set("demo", "n", "x", "int")
+            lab.config.set("demo", "n", "x", "int")
         assert info.value.code == "INVALID_ARGUMENT"
         with pytest.raises(ClientError) as info:
-            lab.config_get("demo", "missing")
+            lab.config.get("demo", "missing")
         assert info.value.code == "NOT_FOUND" and "missing" in str(info.value)
         old = lab.kill("config")
         lab.wait_restarted("config-1", old["pid"])
         wait_until(
-            lambda: lab.config_get("demo", "greeting")["version"] == 1,
+            lambda: lab.config.get("demo", "greeting")["version"] == 1,
             WAIT_S,
             "the value after the restart",
             ignore=(Exception,),
         )
-        lab.config_set("demo", "greeting", "again")
+        lab.config.set("demo", "greeting", "again")
         wait_until(
             lambda: seen[-1]["value"] == "again",
             WAIT_S,
@@ -103,28 +104,28 @@ def test_watch_config_and_values_survive_a_killed_config_service(lab: Lab):
     finally:
         watch.stop()
     assert not watch.running
-    assert list(lab.configs("demo").key) == ["greeting"]
+    assert list(lab.config.values("demo").key) == ["greeting"]
 
 
 def test_workers_count_exactly_and_lead_one_at_a_time(lab: Lab):
-    run = lab.run_workers(4, increments=25, terms=3, counter="test/counter", lock_name="test-leader")
+    run = lab.state.run_workers(4, increments=25, terms=3, counter="test/counter", lock_name="test-leader")
     workers, terms = run["workers"], run["terms"]
     assert list(workers.exit_code) == [0] * 4, workers
-    assert lab.state_get("test/counter")["value"] == "100"
+    assert lab.state.get("test/counter")["value"] == "100"
     assert len(terms) == 12 and terms.token.is_monotonic_increasing and terms.token.is_unique
     # One leader at a time: each term ends before the next token's term starts.
     assert (terms.end_ms.shift(1).fillna(0) <= terms.start_ms).all(), terms
-    grant = lab.lock("test-leader", "notebook", ttl_ms=200)
+    grant = lab.state.lock("test-leader", "notebook", ttl_ms=200)
     assert grant["acquired"] and grant["fencing_token"] == terms.token.max() + 1
     time.sleep(0.3)
     with pytest.raises(ClientError) as info:
-        lab.unlock(grant["lock_id"])
+        lab.state.unlock(grant["lock_id"])
     assert info.value.code == "FAILED_PRECONDITION" and "expired" in str(info.value)
 
 
 def test_serving_workers_elect_one_leader_and_fail_over(lab: Lab):
     def record():
-        value = lab.state_get("leader/fenced")["value"]
+        value = lab.state.get("leader/fenced")["value"]
         return json.loads(value) if value else None
 
     first = wait_until(

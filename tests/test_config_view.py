@@ -1,4 +1,4 @@
-"""The config editor widget against a fake lab (no processes): Set, errors, live list."""
+"""The config editor widget against a fake config part (no processes): Set, errors, live list."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ class FakeWatch:
         self.stopped = True
 
 
-class FakeLab:
+class FakeConfig:
+    """What ConfigEditor uses of ``lab.config`` (widgets.sources.ConfigPart)."""
+
     def __init__(self) -> None:
         self.watches: list[tuple[str, FakeWatch]] = []
         self.version = 0
 
-    def config_set(self, ns: str, key: str, value: Any, value_type: str = "string") -> dict[str, Any]:
+    def set(self, ns: str, key: str, value: Any, value_type: str = "string") -> dict[str, Any]:
         if value_type == "int" and not str(value).isdigit():
             raise ClientError(f"{ns}/{key}: value {value!r} is not an int", "INVALID_ARGUMENT")
         self.version += 1
@@ -35,15 +37,23 @@ class FakeLab:
                 w.callback(item)
         return {"ok": True, "version": self.version, "message": f"{ns}/{key} is at version {self.version}"}
 
-    def watch_config(self, ns: str, callback) -> FakeWatch:
+    def watch(self, ns: str, callback) -> FakeWatch:
         w = FakeWatch(callback)
         self.watches.append((ns, w))
         return w
 
 
+class FakeLab:
+    """A ConfigSource: a lab with only a config part."""
+
+    def __init__(self) -> None:
+        self.config = FakeConfig()
+
+
 def test_set_shows_status_and_the_live_list_follows():
-    lab = FakeLab()
-    editor = ConfigEditor(lab, "calculator", key="max_connections", value="1")
+    fake = FakeLab()
+    lab = fake.config
+    editor = ConfigEditor(fake, "calculator", key="max_connections", value="1")
     assert editor.set()["version"] == 1
     assert "version 1" in editor.status.value
     assert editor.values["max_connections"]["value"] == "1"

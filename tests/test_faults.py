@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from runtime.agent.faults import MAX_CPU_THREADS, MAX_MEMORY_MB, MEMORY_CHUNK_MB, FaultSet
+from runtime.errors import UsageError
 from runtime.lab.chaos import fault_config, fault_type
 from runtime.services.chaos.rules import config_problem, describe
 from runtime.v1 import chaos_pb2
@@ -180,7 +181,9 @@ def test_good_configs_and_crash_is_never_the_default() -> None:
 def test_lab_side_usage_errors() -> None:
     with pytest.raises(ValueError, match="unknown fault kind 'latency'; use one of: crash, delay"):
         fault_type("latency")
-    with pytest.raises(TypeError, match="DELAY takes delay_ms="):
+    with pytest.raises(UsageError, match="DELAY takes delay_ms="):
         fault_config("calculator", "delay", delay=500)
-    with pytest.raises(TypeError, match="CRASH takes no parameters"):
+    with pytest.raises(UsageError, match="CRASH takes no parameters"):
         fault_config("calculator", "crash", delay_ms=5)
+    with pytest.raises(UsageError, match="instance must be a name"):
+        fault_config("calculator", "delay", instance=1.5, delay_ms=5)

@@ -50,7 +50,7 @@ def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(
     instances = {"broker-1", "health-1", "calculator-1", "calculator-2"}
     wait_until(lambda: all_healthy(lab, instances), WAIT_S, "every instance HEALTHY")
     seen: list[tuple[float, HealthChange]] = []
-    watch = lab.watch_health(lambda c: seen.append((time.monotonic(), c)))
+    watch = lab.health.watch(lambda c: seen.append((time.monotonic(), c)))
     sampler = LookupSampler(lab)
     try:
         wait_until(lambda: watch.connected.is_set(), WAIT_S, "the health watch to connect")
@@ -89,7 +89,7 @@ def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(
     # ... and it came back under its new pid.
     assert sampler.samples[-1][1].get("calculator-1") not in (None, victim["pid"])
 
-    hist = lab.health_history("calculator")
+    hist = lab.health.history("calculator")
     assert list(hist.columns) == HISTORY_COLUMNS
     assert {"UNHEALTHY", "STARTING", "HEALTHY"} <= set(hist[hist.instance == "calculator-1"].new_state)
 
@@ -115,11 +115,11 @@ def test_health_views_frames_and_errors(lab: Lab):
     assert list(df.columns) == HEALTH_COLUMNS
     assert set(df.instance) >= {"broker-1", "health-1", "calculator-1", "calculator-2"}
     assert df.since.notna().all()
-    assert lab.check_health("calculator").state == 2
+    assert lab.health.check("calculator").state == 2
     with pytest.raises(ServiceNotFound, match="known services: .*calculator"):
-        lab.health_history("calculatr")
+        lab.health.history("calculatr")
     with pytest.raises(ServiceNotFound, match="calculator-1"):
-        lab.check_health("calculator", "calculator-7")
+        lab.health.check("calculator", "calculator-7")
 
 
 def test_graceful_health_service_restart_keeps_every_instance_in_discovery(lab: Lab):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import ClientError, ServiceNotFound, StartupError
+from calculator.lab import CalculatorLab
+from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError, UsageError
 from runtime.lab import Lab, launcher
 
 LABS = Path(__file__).parent / "labs"
@@ -30,7 +31,7 @@ def test_up_starts_every_service_and_down_stops_them(lab_dir: Path) -> None:
     assert (status.state == "RUNNING").all(), status
     assert status.pid.is_unique and status.port.is_unique
     assert set(lab.lookup("calculator").instance) == {"calculator-1", "calculator-2"}
-    assert lab.calculator().add(2, 3) == 5
+    assert CalculatorLab(lab).client().add(2, 3) == 5
     pids = [int(p) for p in status.pid]
     lab.down()
     assert not launcher.pid_alive(lab.pid)
@@ -71,6 +72,42 @@ def test_scale_up_down_and_bad_requests(lab: Lab) -> None:
         lab.scale("no-such-service", 1)
     with pytest.raises(ServiceNotFound):
         lab.kill("no-such-service")
+
+
+def test_run_job_runs_what_lab_yaml_names_and_the_calculator_sits_on_top(lab: Lab) -> None:
+    done = lab.run_job("client-python", ["add", "2", "3", "--correlation-id", "req-job"], timeout_s=20)
+    assert done.exit_code == 0, done.stderr
+    assert done.elapsed_ms > 0 and done.pid > 0 and done.instance.startswith("client-python")
+    assert '"result": 5' in done.stdout and "req-job" in done.stdout
+    with pytest.raises(ServiceNotFound, match="no-such-job"):
+        lab.run_job("no-such-job")
+    calc_lab = CalculatorLab(lab)  # the demo's helpers, over lab.run_job
+    got = calc_lab.run_client("python", "multiply", 6, 7)
+    assert got["value"] == 42 and got["server_language"] == "python" and got["instance"].startswith("calculator-")
+    with pytest.raises(ClientError) as info:
+        calc_lab.run_client("python", "divide", 1, 0)
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
+def test_learner_mistakes_are_usage_errors_raised_before_anything_is_sent(lab: Lab) -> None:
+    mistakes = [
+        (lambda: lab.kill("calculator", 1.5), "instance must be a name like 'calculator-1'"),
+        (lambda: lab.kill("calculator", 1, signal=999), "999 is not a signal number"),
+        (lambda: lab.scale("calculator", "3"), "scaling 'calculator'"),
+        (lambda: lab.run_job("client-python", "add 2 3"), "a list of strings"),
+        (lambda: lab.run_job("client-python", timeout_s=0), "must be a number of seconds > 0"),
+        (lambda: CalculatorLab(lab).run_client("fortran", "add", 1, 2), "unknown client language 'fortran'"),
+        (lambda: CalculatorLab(lab).run_client("python", "pow", 1, 2), "unknown operation 'pow'"),
+        (lambda: lab.inject("calculator", "slowness"), "unknown fault kind 'slowness'"),
+        (lambda: lab.logs(level="LOUD"), "unknown log level 'LOUD'"),
+    ]
+    for mistake, words in mistakes:
+        with pytest.raises(UsageError, match=words):
+            mistake()
+    assert (lab.status("calculator").restarts == 0).all()  # nothing was sent, nothing was hit
+    # A part whose service this lab does not run says so as a LabError, not a raw gRPC error.
+    with pytest.raises(LabError, match="HealthService"):
+        lab.health()
 
 
 def test_a_service_that_dies_before_ready_is_named_with_its_exit_and_output(lab_dir: Path) -> None:

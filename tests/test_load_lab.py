@@ -27,7 +27,7 @@ def lab(lab_factory) -> Lab:
 def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
     test = lab.start_load("CalculatorService", rps=200, duration_s=2)
     assert test.test_id.startswith("load-")
-    active = lab.load_tests()
+    active = lab.load.tests()
     assert list(active.columns) == ACTIVE_COLUMNS
     assert list(active.test_id) == [test.test_id]
     assert test.wait(10), "the test did not end by itself"
@@ -43,7 +43,7 @@ def test_rate_is_held_and_the_test_ends_by_itself(lab: Lab):
     assert 0 < summary.latency_p50_ms <= summary.latency_p99_ms <= summary.latency_p999_ms
     assert summary.min_latency_ms <= summary.avg_latency_ms <= summary.max_latency_ms
     assert test.final is not None and test.final.final
-    assert lab.load_tests().empty
+    assert lab.load.tests().empty
 
 
 def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: Lab):
@@ -59,7 +59,7 @@ def test_stop_load_answers_the_summary_and_the_caller_leaving_ends_a_test(lab: L
 
     other = lab.start_load("calculator", rps=50, duration_s=60)
     other.close()  # the notebook lets go of the stream: the service stops the test
-    wait_until(lambda: lab.load_tests().empty, WAIT_S, "the abandoned test to end")
+    wait_until(lambda: lab.load.tests().empty, WAIT_S, "the abandoned test to end")
 
 
 def test_latency_counts_from_the_intended_send_time(lab: Lab):
@@ -120,11 +120,11 @@ def test_bad_input_gets_the_right_status(lab: Lab):
         with pytest.raises(ClientError, match=f"{ENV_LOAD_MAX_ACTIVE_TESTS}={LIMITS.max_active_tests}") as err:
             lab.start_load("calculator", rps=1, duration_s=30)
         assert err.value.code == "RESOURCE_EXHAUSTED"
-        assert len(lab.load_tests()) == LIMITS.max_active_tests
+        assert len(lab.load.tests()) == LIMITS.max_active_tests
     finally:
         for t in running:
             t.stop()
-    assert lab.load_tests().empty
+    assert lab.load.tests().empty
 
 
 def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab: Lab):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from calculator.lab import CalculatorLab
 from runtime.agent import log_handler
 from runtime.lab import Lab
 
@@ -20,9 +21,9 @@ def lab(lab_factory) -> Lab:
 
 
 def test_req_123_through_the_lab_api(lab):
-    handler = lab.ship_client_logs()
+    handler = CalculatorLab(lab).ship_client_logs()
     try:
-        assert lab.calculator().add(2, 3, correlation_id="req-123") == 5
+        assert CalculatorLab(lab).client().add(2, 3, correlation_id="req-123") == 5
         _check_flow(lab)
     finally:
         log_handler.uninstall_for_client(handler)
@@ -30,7 +31,7 @@ def test_req_123_through_the_lab_api(lab):
 
 def _check_flow(lab: Lab) -> None:
     def flow() -> list[tuple[str, str]]:
-        return [tuple(r) for r in lab.trace("req-123")[["service", "message"]].values.tolist()]
+        return [tuple(r) for r in lab.logs.trace("req-123")[["service", "message"]].values.tolist()]
 
     def complete() -> bool:
         services = [s for s, _ in flow()]

@@ -1,15 +1,18 @@
-"""The Lab's log views (runtime.lab.logs) against a real logger: frames, tail, trace, export."""
+"""The Lab's log part (runtime.lab.logs) against a real logger: frames, tail, trace, export."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 from logprocs import Child, wait_for
 
+from runtime.errors import ClientError, UsageError
 from runtime.lab import logs as lab_logs
+from runtime.lab.connection import Connection
 from runtime.v1 import logger_pb2 as pb
 from runtime.v1 import logger_pb2_grpc
 
@@ -23,15 +26,14 @@ def channel(lab_dir):
     logger.stop()
 
 
-class Views(lab_logs.LogViews):
-    """The mixin as the Lab uses it: a channel per gRPC service name."""
+def logs_part(channel: grpc.Channel) -> lab_logs.Logs:
+    """The part as the Lab holds it (``lab.logs``), over a connection that only reaches the logger."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.channel = channel
-
-    def _channel(self, grpc_service: str) -> grpc.Channel:
+    def only_the_logger(grpc_service: str) -> grpc.Channel:
         assert grpc_service == "runtime.v1.LoggerService"
-        return self.channel
+        return channel
+
+    return lab_logs.Logs(Connection(channel=only_the_logger, broker_address=lambda: "", lab_dir=Path(".")))
 
 
 def put(channel: grpc.Channel, *entries: pb.LogEntry) -> None:
@@ -47,27 +49,29 @@ def entry(service: str, message: str, level: int = pb.INFO, cid: str = "", t_us:
 
 
 def test_logs_filters_and_columns(channel):
-    views = Views(channel)
+    views = logs_part(channel)
     put(
         channel,
         entry("calculator", "Add(2,3) = 5"),
         entry("calculator", "Divide(1,0) rejected: division by zero", pb.WARN),
         entry("broker", "Lookup CalculatorService"),
     )
-    df = views.logs()
+    df = views()
     assert list(df.columns) == lab_logs.COLUMNS and len(df) == 3
     assert str(df["time"].dtype).startswith("datetime64")
-    problems = views.logs(service="calculator", level="WARN")
+    problems = views(service="calculator", level="WARN")
     assert list(problems["message"]) == ["Divide(1,0) rejected: division by zero"]
     assert list(problems["level"]) == ["WARN"]
-    assert list(views.logs(search="lookup")["service"]) == ["broker"]
-    assert list(views.logs(limit=2)["service"]) == ["calculator", "broker"]  # the newest two, oldest first
-    assert views.logs(since=time.time() + 60).empty
-    with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
-        views.logs(level="LOUD")
-    with pytest.raises(grpc.RpcError) as err:
-        views.logs(service="")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(views(search="lookup")["service"]) == ["broker"]
+    assert list(views(limit=2)["service"]) == ["calculator", "broker"]  # the newest two, oldest first
+    assert views(since=time.time() + 60).empty
+    with pytest.raises(UsageError, match="unknown log level 'LOUD'"):
+        views(level="LOUD")
+    with pytest.raises(UsageError, match="is no time"):
+        views(since="yesterday-ish")
+    with pytest.raises(ClientError) as err:  # the logger refuses it: INVALID_ARGUMENT, as a LabError
+        views(service="")
+    assert err.value.code == "INVALID_ARGUMENT"
 
 
 def test_trace_orders_one_request_by_time(channel):
@@ -81,20 +85,20 @@ def test_trace_orders_one_request_by_time(channel):
         entry("broker", "Lookup CalculatorService", cid="req-123", t_us=t + 200),
         entry("notebook", "Calling Add(9,9)", cid="req-999", t_us=t + 150),
     )
-    flow = Views(channel).trace("req-123")
+    flow = logs_part(channel).trace("req-123")
     assert list(flow["message"]) == [
         "Calling Add(2,3)",
         "Lookup CalculatorService",
         "Add(2,3) = 5",
         "Result: 5",
     ]
-    with pytest.raises(ValueError, match="correlation id"):
-        Views(channel).trace("")
+    with pytest.raises(UsageError, match="correlation id"):
+        logs_part(channel).trace("")
 
 
 def test_tail_is_live_when_it_returns_and_stops(channel):
     rows: list[dict] = []
-    tail = Views(channel).tail(rows.append, service="calculator", level="WARN")
+    tail = logs_part(channel).tail(rows.append, service="calculator", level="WARN")
     assert tail.live.is_set()
     put(
         channel,
@@ -108,8 +112,11 @@ def test_tail_is_live_when_it_returns_and_stops(channel):
     assert [(r["service"], r["level"], r["message"], r["dropped"]) for r in rows] == [
         ("calculator", "WARN", "slow answer", 0)
     ]
-    with pytest.raises(ValueError, match="refused this tail: empty service name"):
-        Views(channel).tail(rows.append, service="")
+    with pytest.raises(ClientError, match="refused this tail: empty service name") as err:
+        logs_part(channel).tail(rows.append, service="")
+    assert err.value.code == "INVALID_ARGUMENT"
+    with pytest.raises(UsageError, match="unknown filters"):
+        logs_part(channel).tail(rows.append, color="red")
 
 
 def test_export_writes_ndjson(channel, tmp_path):
@@ -117,7 +124,7 @@ def test_export_writes_ndjson(channel, tmp_path):
         channel, entry("calculator", "Add(2,3) = 5", cid="req-1"), entry("broker", "Lookup CalculatorService")
     )
     path = tmp_path / "logs.ndjson"
-    assert Views(channel).export_logs(str(path)) == 2
+    assert logs_part(channel).export(str(path)) == 2
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(o["service"], o["message"], o["correlation_id"]) for o in lines] == [
         ("calculator", "Add(2,3) = 5", "req-1"),

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from calculator import toolchains
-from runtime.errors import ClientError
-from runtime.lab.polyglot import json_lines, number_arg, parse_client_output
+from calculator.lab import json_lines, number_arg, parse_client_output
+from runtime.errors import ClientError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "calculator" / "node"
@@ -224,7 +224,7 @@ def test_number_arg(x: float, text: str) -> None:
 
 
 def test_number_arg_rejects_non_numbers() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="operands must be numbers"):
         number_arg("2")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="finite"):
         number_arg(float("nan"))

@@ -1,4 +1,4 @@
-"""The polyglot calculator under the real supervisor: lab.run_client and a TS server crash."""
+"""The polyglot calculator under the real supervisor: CalculatorLab.run_client and a TS server crash."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from waiting import wait_until
 
+from calculator import lab as calculator_lab
+from calculator.lab import CalculatorLab
 from runtime import Lab
-from runtime.errors import ClientError
+from runtime.errors import ClientError, UsageError
 
 pytestmark = pytest.mark.polyglot
 
@@ -58,16 +60,18 @@ def _ts_instance(lab: Lab) -> tuple[int, str]:
 
 def test_run_client_through_the_supervisor(ts_lab: Lab) -> None:
     for language in _built_clients():
-        got = ts_lab.run_client(language, "multiply", 2.5, 4, correlation_id=f"req-lab-{language}")
+        got = CalculatorLab(ts_lab).run_client(language, "multiply", 2.5, 4, correlation_id=f"req-lab-{language}")
         assert got["value"] == 10, got
         assert got["server_language"] == "typescript" and got["instance"] == "calculator-ts-1", got
         assert got["client_language"] == language and got["correlation_id"] == f"req-lab-{language}"
         assert got["elapsed_ms"] > 0
     with pytest.raises(ClientError) as info:
-        ts_lab.run_client("python" if len(_built_clients()) == 1 else _built_clients()[-1], "divide", 1, 0)
+        CalculatorLab(ts_lab).run_client("python" if len(_built_clients()) == 1 else _built_clients()[-1], "divide", 1, 0)
     assert info.value.code == "INVALID_ARGUMENT" and "division by zero" in str(info.value)
-    with pytest.raises(ValueError, match="unknown client language"):
-        ts_lab.run_client("cobol", "add", 1, 2)
+    with pytest.raises(UsageError, match="unknown client language"):
+        CalculatorLab(ts_lab).run_client("cobol", "add", 1, 2)
+    with pytest.raises(UsageError, match="operands must be numbers"):
+        CalculatorLab(ts_lab).run_client("python", "add", "2", 3)
 
 
 def test_typescript_server_killed_is_restarted_and_reregistered(ts_lab: Lab) -> None:
@@ -83,17 +87,15 @@ def test_typescript_server_killed_is_restarted_and_reregistered(ts_lab: Lab) -> 
     status = ts_lab.status("calculator-ts")
     assert int(status.iloc[0]["restarts"]) >= 1
     language = "rust" if RUST_CLIENT.exists() else "python"
-    got = ts_lab.run_client(language, "add", 2, 3)
+    got = CalculatorLab(ts_lab).run_client(language, "add", 2, 3)
     assert got["value"] == 5 and got["server_language"] == "typescript", got
 
 
 def test_job_that_is_not_built_says_so(ts_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """lab.yaml `requires:` a missing binary: a ClientError naming it and the build hint, no crash."""
-    from runtime.lab import polyglot as lab_polyglot
-
-    monkeypatch.setattr(lab_polyglot, "LANGUAGES", (*lab_polyglot.LANGUAGES, "ghost"))
+    monkeypatch.setattr(calculator_lab, "LANGUAGES", (*calculator_lab.LANGUAGES, "ghost"))
     with pytest.raises(ClientError) as info:
-        ts_lab.run_client("ghost", "add", 1, 2)
+        CalculatorLab(ts_lab).run_client("ghost", "add", 1, 2)
     assert info.value.code == "FAILED_PRECONDITION"
     assert GHOST in str(info.value) and "make polyglot" in str(info.value)
 

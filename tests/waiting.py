@@ -1,6 +1,6 @@
 """Wait for the event a test stands on, never for a fixed time.
 
-    wait_until(lambda: lab.load_tests().empty, 10, "the abandoned test to end")
+    wait_until(lambda: lab.load.tests().empty, 10, "the abandoned test to end")
 
 A fixed ``time.sleep`` either wastes time on a quiet machine or flakes on a loaded one; a wait on
 the event itself (with a timeout and a message that names it) does neither. ``wait_until``

@@ -1,11 +1,17 @@
 """Chaos panel: three buttons and a live latency chart (presentation only).
 
-The buttons call the Lab's public chaos API (``lab.inject``, ``lab.clear``); the chart is fed by a
-``LatencyProbe``, a named background thread that calls the calculator through the broker a few
-times per second, like any client would. Nothing here touches processes.
+The buttons call the Lab's public chaos part (``lab.chaos.inject``, ``lab.chaos.clear``); the
+chart is fed by a ``LatencyProbe``, a named background thread that makes a probe call a few times
+per second, like any client would. Nothing here touches processes.
 
+The probe call is a parameter, not an import: widgets sit on the runtime's API and know no demo
+application. For the calculator, the notebook passes ``CalculatorLab(lab).latency_probe()`` (one
+``Add(1, 2)`` through the broker); any ``widgets.sources.ProbeCall`` works.
+
+    from calculator.lab import CalculatorLab
     from widgets.chaos_view import ChaosPanel
-    panel = ChaosPanel(lab); panel.show()   # "Inject 500 ms latency", "Crash", "Clear all"
+    panel = ChaosPanel(lab, probe=CalculatorLab(lab).latency_probe())
+    panel.show()                            # "Inject 500 ms latency", "Crash", "Clear all"
     panel.probe.frame()                     # time, latency_ms, status, served_by
     panel.stop()
 """
@@ -16,15 +22,15 @@ import collections
 import html
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import display
 
-from calculator.client import CalculatorClient
 from runtime.errors import LabError
+from widgets.sources import ChaosSource, ProbeCall
 
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
@@ -37,19 +43,21 @@ PROBE_COLUMNS = ["time", "latency_ms", "status", "served_by"]
 
 
 class LatencyProbe:
-    """Calls ``Add(1, 2)`` every ``interval_s`` from a named thread; keeps the last samples.
+    """Makes ``call()`` every ``interval_s`` from a named thread; keeps the last samples.
+
+    Args:
+        call: one probe request (``ProbeCall``); it returns who answered, or raises a LabError.
+            The probe closes it when it stops.
 
     Example:
-        >>> probe = LatencyProbe(lab.broker_address)   # doctest: +SKIP
-        >>> probe.frame().tail()                      # doctest: +SKIP
-        >>> probe.stop()                              # doctest: +SKIP
+        >>> probe = LatencyProbe(CalculatorLab(lab).latency_probe())   # doctest: +SKIP
+        >>> probe.frame().tail()                                      # doctest: +SKIP
+        >>> probe.stop()                                              # doctest: +SKIP
     """
 
-    def __init__(
-        self, broker_address: str, interval_s: float = PROBE_INTERVAL_S, timeout_s: float = PROBE_TIMEOUT_S
-    ) -> None:
+    def __init__(self, call: ProbeCall, interval_s: float = PROBE_INTERVAL_S) -> None:
         self.interval_s = interval_s
-        self.client = CalculatorClient(broker_address, timeout_s=timeout_s)
+        self.call = call
         self.samples: collections.deque[tuple[float, float, str, str]] = collections.deque(
             maxlen=PROBE_SAMPLES
         )
@@ -63,8 +71,7 @@ class LatencyProbe:
             started = time.monotonic()
             status, served = "OK", ""
             try:
-                self.client.add(1, 2)
-                served = (self.client.last_served_by or ("", ""))[0]
+                served = self.call()
             except LabError as err:  # ClientError (DEADLINE_EXCEEDED, UNAVAILABLE) or discovery
                 status = getattr(err, "code", "") or type(err).__name__
             self.samples.append((time.time(), (time.monotonic() - started) * 1000, status, served))
@@ -81,7 +88,7 @@ class LatencyProbe:
         """Stop calling; returns once the thread has ended."""
         self._stop.set()
         self._thread.join(timeout=PROBE_TIMEOUT_S + 1)
-        self.client.close()
+        self.call.close()
 
     @property
     def running(self) -> bool:
@@ -90,17 +97,27 @@ class LatencyProbe:
 
 
 class ChaosPanel:
-    """Buttons "Inject 500 ms latency", "Crash", "Clear all" over a live latency chart."""
+    """Buttons "Inject 500 ms latency", "Crash", "Clear all" over a live latency chart.
+
+    Args:
+        lab: anything with a chaos part (``ChaosSource``), e.g. the running Lab.
+        service: the lab service the buttons act on.
+        probe: the call the chart times (``ProbeCall``); ``show()`` starts probing with it and
+            ``stop()`` closes it.
+    """
 
     def __init__(
         self,
-        lab: Any,
+        lab: ChaosSource,
         service: str = "calculator",
         delay_ms: int = DEFAULT_DELAY_MS,
         fault_s: int = DEFAULT_FAULT_S,
         min_redraw_s: float = MIN_REDRAW_S,
+        *,
+        probe: ProbeCall,
     ) -> None:
         self.lab = lab
+        self.probe_call = probe
         self.service = service
         self.delay_ms = delay_ms
         self.fault_s = fault_s
@@ -121,7 +138,7 @@ class ChaosPanel:
                 go.Scatter(name="failed", mode="markers", marker=dict(color="#c62828", size=9, symbol="x")),
             ],
             layout=go.Layout(
-                title=f"{service}: latency of Add(1, 2) as a client sees it",
+                title=f"{service}: latency of {probe.label} as a client sees it",
                 yaxis=dict(title="ms", rangemode="tozero"),
                 height=300,
                 margin=dict(t=40, b=30),
@@ -139,7 +156,9 @@ class ChaosPanel:
     def inject_latency(self) -> str:
         """Inject ``delay_ms`` into every instance of the service for ``fault_s`` seconds."""
         return self._act(
-            lambda: self.lab.inject(self.service, "delay", duration_s=self.fault_s, delay_ms=self.delay_ms),
+            lambda: self.lab.chaos.inject(
+                self.service, "delay", duration_s=self.fault_s, delay_ms=self.delay_ms
+            ),
             f"+{self.delay_ms} ms on every {self.service} instance for {self.fault_s} s",
         )
 
@@ -147,15 +166,15 @@ class ChaosPanel:
         """SIGKILL one instance through the supervisor (which restarts it)."""
         first = f"{self.service}-1"
         return self._act(
-            lambda: self.lab.inject(self.service, "crash", instance=first),
+            lambda: self.lab.chaos.inject(self.service, "crash", instance=first),
             f"{first} crashed (SIGKILL by the supervisor); watch it come back",
         )
 
     def clear_all(self) -> str:
         """Clear every active fault."""
-        return self._act(lambda: f"{self.lab.clear()} cleared", "every fault cleared")
+        return self._act(lambda: f"{self.lab.chaos.clear()} cleared", "every fault cleared")
 
-    def _act(self, action: Any, text: str) -> str:
+    def _act(self, action: Callable[[], object], text: str) -> str:
         try:
             result = str(action())
             line = f"{time.strftime('%H:%M:%S')} {text} ({result})"
@@ -171,7 +190,7 @@ class ChaosPanel:
     def show(self) -> None:
         """Display the panel (from the notebook's main thread) and start the probe and redraws."""
         display(self.widget)
-        self.probe = LatencyProbe(self.lab.broker_address)
+        self.probe = LatencyProbe(self.probe_call)
         self._thread = threading.Thread(target=self._redraw_loop, name="chaos-panel-redraw", daemon=True)
         self._thread.start()
 

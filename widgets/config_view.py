@@ -1,7 +1,7 @@
 """A small config editor: namespace / key / value / type + Set, and a live list of changes.
 
-Presentation only: it calls the Lab's public config API (``lab.config_set``,
-``lab.watch_config``). Values arrive on the watch's thread and are written with
+Presentation only: it calls the Lab's public config part (``lab.config.set``,
+``lab.config.watch``), typed as ``widgets.sources.ConfigSource``. Values arrive on the watch's thread and are written with
 ``Output.append_stdout``; widgets are created and displayed on the main thread.
 
     from widgets.config_view import ConfigEditor
@@ -18,6 +18,8 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
+from widgets.sources import ConfigSource, Stoppable
+
 VALUE_TYPES = ["string", "int", "bool", "json"]
 
 
@@ -31,11 +33,13 @@ class ConfigEditor:
     """Set config values and watch a namespace change live.
 
     Args:
-        lab: a Lab (anything with ``config_set`` and ``watch_config``).
+        lab: anything with a config part (``ConfigSource``: ``config.set``, ``config.watch``), e.g. the Lab.
         namespace: the namespace to edit and follow, e.g. ``"calculator"``.
     """
 
-    def __init__(self, lab: Any, namespace: str = "calculator", key: str = "", value: str = "") -> None:
+    def __init__(
+        self, lab: ConfigSource, namespace: str = "calculator", key: str = "", value: str = ""
+    ) -> None:
         self.lab = lab
         self.namespace = widgets.Text(value=namespace, description="namespace", continuous_update=False)
         self.key = widgets.Text(value=key, description="key")
@@ -54,7 +58,7 @@ class ConfigEditor:
         )
         self.values: dict[str, dict[str, Any]] = {}  # key -> latest value seen by the watch
         self._lock = threading.Lock()
-        self._watch: Any = None
+        self._watch: Stoppable | None = None
         self.button.on_click(lambda _b: self.set())
         self.namespace.observe(lambda _change: self.follow(), names="value")
         self.follow()
@@ -62,7 +66,7 @@ class ConfigEditor:
     def set(self) -> dict[str, Any] | None:
         """Send the form's value (what the Set button does); the status line says how it went."""
         try:
-            ack = self.lab.config_set(
+            ack = self.lab.config.set(
                 self.namespace.value, self.key.value, self.value.value, self.value_type.value
             )
         except Exception as err:  # noqa: BLE001 - show the service's message to the learner
@@ -78,7 +82,7 @@ class ConfigEditor:
         with self._lock:
             self.values.clear()
         self.out.clear_output()
-        self._watch = self.lab.watch_config(self.namespace.value, self._on_value)
+        self._watch = self.lab.config.watch(self.namespace.value, self._on_value)
 
     def _on_value(self, v: dict[str, Any]) -> None:  # on the watch thread
         with self._lock:

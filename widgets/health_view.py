@@ -1,10 +1,10 @@
 """Health views: a state-per-instance timeline and a live health board (presentation only).
 
-Everything here reads the Lab's public health API (``lab.health()``, ``lab.health_history()``,
-``lab.watch_health()``); nothing touches processes.
+Everything here reads the Lab's public health part (``lab.health()``, ``lab.health.history()``,
+``lab.health.watch()``), typed as ``widgets.sources.HealthSource``; nothing touches processes.
 
     from widgets.health_view import HealthBoard, timeline_figure
-    timeline_figure(lab.health_history()).show()    # one bar per state period, per instance
+    timeline_figure(lab.health.history()).show()    # one bar per state period, per instance
     board = HealthBoard(lab); board.show(); ...; board.stop()
 """
 
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 from IPython.display import display
+
+from runtime.lab.health import HealthChange
+from widgets.sources import HealthSource, Stoppable
 
 STATE_COLORS = {
     "HEALTHY": "#2e7d32",
@@ -84,9 +86,13 @@ def states_html(health: pd.DataFrame) -> str:
 
 
 class HealthBoard:
-    """Live states, a transition log and the timeline, fed by ``lab.watch_health``."""
+    """Live states, a transition log and the timeline, fed by ``lab.health.watch``.
 
-    def __init__(self, lab: Any, min_redraw_s: float = MIN_REDRAW_S) -> None:
+    Args:
+        lab: anything with a health part (``HealthSource``), e.g. the running Lab.
+    """
+
+    def __init__(self, lab: HealthSource, min_redraw_s: float = MIN_REDRAW_S) -> None:
         self.lab = lab
         self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
         self.table = widgets.HTML()
@@ -97,14 +103,14 @@ class HealthBoard:
         self.widget = widgets.VBox([self.table, self.log, self.figure])
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._watch: Any = None
+        self._watch: Stoppable | None = None
         self._thread: threading.Thread | None = None
         self.redraws = 0
 
     def show(self) -> None:
         """Display the board (from the notebook's main thread) and start following the lab."""
         display(self.widget)
-        self._watch = self.lab.watch_health(self._on_change)
+        self._watch = self.lab.health.watch(self._on_change)
         self._thread = threading.Thread(target=self._redraw_loop, name="health-board-redraw", daemon=True)
         self._thread.start()
         self._dirty.set()
@@ -118,7 +124,7 @@ class HealthBoard:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _on_change(self, change: Any) -> None:
+    def _on_change(self, change: HealthChange) -> None:
         # Called on the watch thread: only note the change; the redraw thread batches.
         if not change.snapshot:
             when = (
@@ -145,7 +151,7 @@ class HealthBoard:
     def redraw(self) -> None:
         """Read states and history once and repaint table and timeline."""
         self.table.value = states_html(self.lab.health())
-        fresh = timeline_figure(self.lab.health_history())
+        fresh = timeline_figure(self.lab.health.history())
         with self.figure.batch_update():
             self.figure.data = ()
             self.figure.add_traces(list(fresh.data))

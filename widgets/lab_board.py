@@ -1,6 +1,6 @@
 """LabBoard: a live control panel for a running lab (process table, kill/restart, CPU and memory).
 
-A view only: it reads and acts through the Lab's public API. It is displayed from the main thread;
+A view only: it reads and acts through the Lab's public API (``widgets.sources.ProcessSource``). It is displayed from the main thread;
 a named background thread refreshes it at most twice a second, batching plotly updates, and
 button output goes through ``Output.append_stdout`` (never print from a thread).
 
@@ -22,6 +22,8 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from IPython.display import display
 
+from widgets.sources import ProcessSource
+
 REFRESH_S = 1.0
 MIN_REFRESH_S = 0.5  # widgets and the browser choke on faster updates
 WINDOW = 120  # samples kept per instance: two minutes at 1 s
@@ -35,9 +37,13 @@ STATE_COLORS = {
 
 
 class LabBoard:
-    """Process table, a kill/restart control and a live RSS chart for one lab."""
+    """Process table, a kill/restart control and a live RSS chart for one lab.
 
-    def __init__(self, lab: Any, refresh_s: float = REFRESH_S) -> None:
+    Args:
+        lab: anything with ``status()``, ``kill()`` and ``restart()`` (``ProcessSource``), e.g. the Lab.
+    """
+
+    def __init__(self, lab: ProcessSource, refresh_s: float = REFRESH_S) -> None:
         self.lab = lab
         self.refresh_s = max(refresh_s, MIN_REFRESH_S)
         self.table = widgets.HTML()

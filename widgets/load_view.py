@@ -1,11 +1,11 @@
 """Load views: a live RPS + latency chart of a load test, with start/stop controls (presentation only).
 
-Everything here goes through the Lab's public load API (``lab.start_load()``, the LoadTest handle);
-nothing touches processes.
+Everything here goes through the Lab's public load part (``lab.load.start()``, the LoadTest
+handle), typed as ``widgets.sources.LoadSource``; nothing touches processes.
 
     from widgets.load_view import LoadView, load_figure
     view = LoadView(lab); view.show()           # controls + live chart; Start runs a test
-    view.follow(lab.start_load(rps=500, duration_s=10))   # or chart a test started in code
+    view.follow(lab.load.start("calculator", rps=500, duration_s=10))   # or chart a test started in code
     view.stop()                                  # stop following (and the test, if it runs)
     load_figure(test.frame).show()               # a static chart of a finished test
 """
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import display
 from plotly.subplots import make_subplots
+
+from runtime.lab.load import LoadTest
+from widgets.sources import LoadSource
 
 # The browser and the widget comm choke on faster updates; metrics in between are batched.
 MIN_REDRAW_S = 0.4
@@ -61,10 +63,15 @@ def summary_html(summary: pd.Series) -> str:
 
 
 class LoadView:
-    """Start/stop controls and a live chart fed by a LoadTest's per-second metrics."""
+    """Start/stop controls and a live chart fed by a LoadTest's per-second metrics.
+
+    Args:
+        lab: anything with a load part (``LoadSource``), e.g. the running Lab.
+        target: the service the Start button loads.
+    """
 
     def __init__(
-        self, lab: Any, target: str = "CalculatorService", min_redraw_s: float = MIN_REDRAW_S
+        self, lab: LoadSource, target: str = "CalculatorService", min_redraw_s: float = MIN_REDRAW_S
     ) -> None:
         self.lab = lab
         self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
@@ -83,7 +90,7 @@ class LoadView:
         controls = widgets.HBox([self.target, self.method])
         sliders = widgets.HBox([self.rps, self.duration, self.start_button, self.stop_button])
         self.widget = widgets.VBox([controls, sliders, self.status, self.figure])
-        self.test: Any = None
+        self.test: LoadTest | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,10 +101,10 @@ class LoadView:
         display(self.widget)
         self._ensure_thread()
 
-    def start(self) -> Any:
-        """Start a test with the controls' values and follow it; returns the LoadTest."""
+    def start(self) -> LoadTest | None:
+        """Start a test with the controls' values and follow it; returns the LoadTest (None: refused)."""
         try:
-            test = self.lab.start_load(
+            test = self.lab.load.start(
                 self.target.value,
                 rps=self.rps.value,
                 duration_s=self.duration.value,
@@ -109,7 +116,7 @@ class LoadView:
         self.follow(test)
         return test
 
-    def follow(self, test: Any) -> None:
+    def follow(self, test: LoadTest) -> None:
         """Chart ``test`` (a LoadTest) from now on."""
         self.test = test
         self.start_button.disabled = True

@@ -1,7 +1,8 @@
 """Log views: a live tail with filters, and a colored table of log rows (presentation only).
 
-Everything here reads the Lab's public log API (``lab.tail()``, ``lab.logs()``); nothing touches
-processes. Tail lines arrive on the tail's thread and are written with ``Output.append_stdout``.
+Everything here reads the Lab's public log part (``lab.logs.tail()``, ``lab.logs()``), typed as
+``widgets.sources.LogSource``; nothing touches processes. Tail lines arrive on the tail's thread
+and are written with ``Output.append_stdout``.
 
     from widgets.log_view import LogTail, styled
     tail = LogTail(lab, service="calculator"); tail.show()   # live; change filters in the form
@@ -18,6 +19,8 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
+
+from widgets.sources import LogSource, Stoppable
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 LEVEL_COLORS = {
@@ -49,14 +52,16 @@ def styled(frame: pd.DataFrame) -> Any:
 
 
 class LogTail:
-    """A filter form (service, minimum level, search) over a live ``lab.tail``.
+    """A filter form (service, minimum level, search) over a live ``lab.logs.tail``.
 
     Args:
-        lab: a Lab (anything with ``tail(callback, **filters)`` and ``status()``).
+        lab: anything with ``status()`` and a log part with ``tail`` (``LogSource``), e.g. the Lab.
         service, level, search: initial filters.
     """
 
-    def __init__(self, lab: Any, service: str | None = None, level: str = "INFO", search: str = "") -> None:
+    def __init__(
+        self, lab: LogSource, service: str | None = None, level: str = "INFO", search: str = ""
+    ) -> None:
         self.lab = lab
         services = sorted(set(lab.status()["service"])) + ["notebook"]
         self.service = widgets.Dropdown(options=[ALL, *services], value=service or ALL, description="service")
@@ -70,13 +75,13 @@ class LogTail:
         self._lines: deque[str] = deque(maxlen=MAX_LINES)
         self._shown = 0
         self._lock = threading.Lock()
-        self._tail: Any = None
+        self._tail: Stoppable | None = None
         for w in (self.service, self.level, self.search):
             w.observe(lambda _change: self.restart(), names="value")
         self.restart()
 
     def filters(self) -> dict[str, Any]:
-        """The form's filters as ``lab.tail`` keywords."""
+        """The form's filters as ``lab.logs.tail`` keywords."""
         f: dict[str, Any] = {"level": self.level.value}
         if self.service.value != ALL:
             f["service"] = self.service.value
@@ -91,7 +96,7 @@ class LogTail:
             self._lines.clear()
             self._shown = 0
             self.out.outputs = ()
-        self._tail = self.lab.tail(self._on_row, **self.filters())
+        self._tail = self.lab.logs.tail(self._on_row, **self.filters())
         shown = ", ".join(f"{k}={v!r}" for k, v in self.filters().items())
         self.status.value = f"<i>tailing {shown}</i>"
 

@@ -1,11 +1,13 @@
-"""Health as tables and callbacks: the ``lab.health*`` methods and the functions behind them.
+"""Health as tables and callbacks: the ``lab.health`` part and the functions behind it.
 
 The functions take a (sync) gRPC channel to the health service, so they work with or without a
-``Lab``; the ``HealthViews`` mixin gives ``Lab`` thin wrappers over them.
+``Lab``; :class:`Health` is the part ``Lab`` holds as ``lab.health``. Calling the part gives the
+table a learner asks for most, so ``lab.health()`` reads like a question.
 
-    lab.health()                       # service, instance, state, message, since
-    lab.health_history("calculator")   # time, service, instance, old_state, new_state, reason
-    watch = lab.watch_health(print)    # HealthChange per event, from a background thread
+    lab.health()                        # service, instance, state, message, since
+    lab.health.history("calculator")    # time, service, instance, old_state, new_state, reason
+    lab.health.check("calculator")      # HealthStatus: one instance, or the worst of a service
+    watch = lab.health.watch(print)     # HealthChange per event, from a background thread
     watch.stop()
 """
 
@@ -15,16 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pandas as pd
 
-from runtime.errors import ClientError, LabError, ServiceNotFound
 from runtime.identity import HEALTH_GRPC_SERVICE
+from runtime.lab.connection import Connection, call, message
 from runtime.lab.stream_watch import StreamWatch
 from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
 
+SERVICE = "health service"  # how error messages name it
 RPC_TIMEOUT_S = 5.0
-# After the health service restarts, the watcher reconnects after this pause.
 WATCH_THREAD_NAME = "lab-health-watch"
 
 HEALTH_COLUMNS = ["service", "instance", "state", "message", "since", "source", "address"]
@@ -75,25 +76,10 @@ class HealthChange:
         )
 
 
-def _rpc_error(err: grpc.RpcError, what: str) -> LabError:
-    code = err.code()  # type: ignore[attr-defined]
-    details = err.details() or str(err)  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.NOT_FOUND:
-        return ServiceNotFound(details)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return LabError(
-            f"{what}: the health service does not answer ({details}); is it running? see lab.status()"
-        )
-    return ClientError(f"{what}: {details}", code.name)
-
-
 def health_frame(channel: Any) -> pd.DataFrame:
     """Current state of every instance the health service knows, one row each."""
     stub = health_pb2_grpc.HealthServiceStub(channel)
-    try:
-        reply = stub.ListHealth(common_pb2.Empty(), timeout=RPC_TIMEOUT_S)
-    except grpc.RpcError as err:
-        raise _rpc_error(err, "reading health states") from err
+    reply = call(stub.ListHealth, common_pb2.Empty(), SERVICE, "reading health states")
     rows = [
         {
             "service": s.service_name,
@@ -131,23 +117,20 @@ def health_history_frame(
 ) -> pd.DataFrame:
     """The kept transitions (at least 1000 per instance), oldest first, optionally filtered."""
     stub = health_pb2_grpc.HealthServiceStub(channel)
-    req = health_pb2.HealthHistoryRequest(service_name=service or "", instance_id=instance or "", limit=limit)
-    try:
-        reply = stub.GetHealthHistory(req, timeout=RPC_TIMEOUT_S)
-    except grpc.RpcError as err:
-        raise _rpc_error(err, "reading the health history") from err
+    req = message(
+        health_pb2.HealthHistoryRequest, "reading the health history",
+        service_name=service or "", instance_id=instance or "", limit=limit,
+    )  # fmt: skip
+    reply = call(stub.GetHealthHistory, req, SERVICE, "reading the health history")
     return history_frame(list(reply.events))
 
 
 def check_health(channel: Any, service: str, instance: str | None = None) -> health_pb2.HealthStatus:
     """CheckHealth: one instance's state, or the worst state of a service."""
     stub = health_pb2_grpc.HealthServiceStub(channel)
-    try:
-        return stub.CheckHealth(
-            health_pb2.ServiceKey(service_name=service, instance_id=instance or ""), timeout=RPC_TIMEOUT_S
-        )
-    except grpc.RpcError as err:
-        raise _rpc_error(err, f"checking the health of {service!r}") from err
+    what = f"checking the health of {service!r}"
+    key = message(health_pb2.ServiceKey, what, service_name=service, instance_id=instance or "")
+    return call(stub.CheckHealth, key, SERVICE, what)
 
 
 class HealthWatch(StreamWatch):
@@ -174,38 +157,51 @@ class HealthWatch(StreamWatch):
         )
 
 
-class HealthViews:
-    """The health part of ``Lab``: relies on ``self._channel(grpc_service)`` from the core Lab."""
+class Health:
+    """The health part of ``Lab`` (``lab.health``): states, history, checks and a live watch.
 
-    def _channel(self, grpc_service: str) -> Any:  # provided by Lab
-        raise NotImplementedError
+    Calling it returns the current states, so ``lab.health()`` is the table of every instance.
 
-    def health(self) -> pd.DataFrame:
-        """Current health of every instance: service, instance, state, message, since.
+    Example:
+        >>> lab.health().query("state != 'HEALTHY'")      # doctest: +SKIP
+        >>> lab.health.history("calculator").tail()       # doctest: +SKIP
+    """
 
-        Example:
-            >>> lab.health().query("state != 'HEALTHY'")   # doctest: +SKIP
-        """
-        return health_frame(self._channel(HEALTH_GRPC_SERVICE))
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
 
-    def health_history(self, service: str | None = None, instance: str | None = None) -> pd.DataFrame:
+    def _channel(self) -> Any:
+        return self._conn.channel(HEALTH_GRPC_SERVICE)
+
+    def __call__(self) -> pd.DataFrame:
+        """Current health of every instance: service, instance, state, message, since, source, address."""
+        return health_frame(self._channel())
+
+    def history(self, service: str | None = None, instance: str | None = None) -> pd.DataFrame:
         """Health transitions, oldest first: time, service, instance, old_state, new_state, reason.
 
         Example:
-            >>> lab.health_history("calculator").tail()   # doctest: +SKIP
+            >>> lab.health.history("calculator").tail()   # doctest: +SKIP
         """
-        return health_history_frame(self._channel(HEALTH_GRPC_SERVICE), service, instance)
+        return health_history_frame(self._channel(), service, instance)
 
-    def check_health(self, service: str, instance: str | None = None) -> health_pb2.HealthStatus:
-        """The state of one instance, or the worst state among a service's instances."""
-        return check_health(self._channel(HEALTH_GRPC_SERVICE), service, instance)
+    def check(self, service: str, instance: str | None = None) -> health_pb2.HealthStatus:
+        """The state of one instance, or the worst state among a service's instances.
 
-    def watch_health(self, callback: Callable[[HealthChange], object]) -> HealthWatch:
+        Raises:
+            ServiceNotFound: the health service knows no such service or instance (it lists them).
+        """
+        return check_health(self._channel(), service, instance)
+
+    def watch(self, callback: Callable[[HealthChange], object]) -> HealthWatch:
         """Call ``callback(change)`` from a background thread for every health event; ``.stop()`` ends it.
 
         Example:
             >>> seen = []
-            >>> watch = lab.watch_health(seen.append)   # doctest: +SKIP
+            >>> watch = lab.health.watch(seen.append)   # doctest: +SKIP
             >>> watch.stop()                            # doctest: +SKIP
         """
-        return HealthWatch(lambda: self._channel(HEALTH_GRPC_SERVICE), callback)
+        return HealthWatch(self._channel, callback)
+
+    def __repr__(self) -> str:
+        return "<lab.health: lab.health(), .history(), .check(), .watch()>"

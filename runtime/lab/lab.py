@@ -10,15 +10,19 @@ session; this handle only holds a lease on it.
     lab.kill("calculator")         # SIGKILL one calculator instance
     lab.events().tail()            # what the supervisor saw and decided, with reasons
     lab.down()                     # stop everything
+
+``Lab`` owns the processes (through the supervisor); each service's API is a part with its own
+methods (``lab.health``, ``lab.logs``, ``lab.load``, ``lab.chaos``, ``lab.config``,
+``lab.state``): the map is in ``runtime/lab/__init__.py``. The calculator demo is not part of the
+runtime: its helpers live in ``calculator.lab`` over the generic ``lab.run_job``.
 """
 
 from __future__ import annotations
 
 import os
-import signal as signal_module
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +30,21 @@ import grpc
 import pandas as pd
 
 from runtime.client import auth
-from runtime.errors import ClientError, LabError, ServiceNotFound, StartupError
+from runtime.errors import LabError, LabNotRunning, StartupError
 from runtime.identity import ENV_LEASE_TTL_MS
 from runtime.lab import frames, launcher
-from runtime.lab.chaos import ChaosViews
-from runtime.lab.config_state import ConfigStateViews
+from runtime.lab.chaos import Chaos
+from runtime.lab.config import Config
+from runtime.lab.connection import Connection, message, rpc_error
 from runtime.lab.events import ProcessEventWatch
-from runtime.lab.health import HealthViews
+from runtime.lab.health import Health
+from runtime.lab.jobs import DEFAULT_JOB_TIMEOUT_S, RPC_SLACK_S, JobResult, job_request
 from runtime.lab.lease import LEASE_TTL_MS, PERSISTENT_TTL_MS, LeaseKeeper
-from runtime.lab.load import LoadViews
-from runtime.lab.logs import LogViews
-from runtime.lab.polyglot import PolyglotViews
+from runtime.lab.load import Load, LoadTest
+from runtime.lab.logs import Logs
+from runtime.lab.names import instance_id, signal_name
 from runtime.lab.project import LabPaths, resolve
+from runtime.lab.state import State
 from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2
 
 RPC_TIMEOUT_S = 5.0
@@ -52,11 +59,21 @@ _handles: dict[Path, Lab] = {}
 _handles_lock = threading.Lock()
 
 
-class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigStateViews):
-    """A handle on one running lab (one supervisor daemon per lab dir).
+class Lab:
+    """A handle on one running lab (one supervisor daemon per lab dir), and its parts.
 
     Use ``Lab.up()`` or ``Lab.attach()`` rather than the constructor.
+
+    Attributes:
+        health, logs, load, chaos, config, state: the parts (see the module docstring).
     """
+
+    health: Health
+    logs: Logs
+    load: Load
+    chaos: Chaos
+    config: Config
+    state: State
 
     def __init__(self, paths: LabPaths, info: launcher.DaemonInfo, *, persistent: bool = False) -> None:
         self.paths = paths
@@ -70,6 +87,16 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         self._channels: dict[str, Any] = {}
         self._broker_address = ""
         self._closed = False
+        # The parts reach services through this, and nothing else of the Lab.
+        conn = Connection(
+            channel=self._channel, broker_address=lambda: self.broker_address, lab_dir=self.lab_dir
+        )
+        self.health = Health(conn)
+        self.logs = Logs(conn)
+        self.load = Load(conn)
+        self.chaos = Chaos(conn)
+        self.config = Config(conn)
+        self.state = State(conn)
 
     # -- starting and attaching ------------------------------------------------------------
 
@@ -215,14 +242,15 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
 
     def lookup(self, service: str, include_unhealthy: bool = False) -> pd.DataFrame:
         """The instances the broker hands out for ``service`` (lab name, gRPC name or short name)."""
-        req = broker_pb2.LookupServiceRequest(service_name=service, include_unhealthy=include_unhealthy)
+        req = message(
+            broker_pb2.LookupServiceRequest, f"lookup of {service!r}",
+            service_name=service, include_unhealthy=include_unhealthy,
+        )  # fmt: skip
         with auth.insecure_channel(self.broker_address, token=self.token) as ch:
             try:
                 resp = broker_pb2_grpc.BrokerServiceStub(ch).LookupService(req, timeout=RPC_TIMEOUT_S)
             except grpc.RpcError as err:
-                raise ClientError(
-                    f"broker lookup of {service!r} failed: {err.details()}", err.code().name
-                ) from err
+                raise rpc_error(err, "broker", f"broker lookup of {service!r}") from err
         return frames.lookup_frame(resp.instances)
 
     @property
@@ -251,32 +279,33 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
             >>> lab.kill("calculator", 1)            # doctest: +SKIP
             {'pid': 4242, 'instance': 'calculator-1', 'signal': 'SIGKILL'}
         """
-        req = supervisor_pb2.SignalProcessRequest(
-            service=service, instance_id=_instance_id(service, instance), signal=_signal_name(signal)
-        )
+        req = message(
+            supervisor_pb2.SignalProcessRequest, f"signal to {service!r}",
+            service=service, instance_id=instance_id(service, instance), signal=signal_name(signal),
+        )  # fmt: skip
         resp = self._call("SignalProcess", req)
         return {"pid": resp.pid, "instance": resp.instance_id, "signal": resp.signal}
 
     def restart(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
         """Stop and start a service (or one instance) gracefully."""
-        req = supervisor_pb2.RestartProcessRequest(
-            service=service, instance_id=_instance_id(service, instance)
-        )
+        req = _process_request(supervisor_pb2.RestartProcessRequest, "restart", service, instance)
         return frames.status_frame(self._call("RestartProcess", req).processes)
 
     def stop(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
         """Stop a service (or one instance); it stays stopped until ``start``."""
-        req = supervisor_pb2.StopProcessRequest(service=service, instance_id=_instance_id(service, instance))
+        req = _process_request(supervisor_pb2.StopProcessRequest, "stop", service, instance)
         return frames.status_frame(self._call("StopProcess", req).processes)
 
     def start(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
         """Start the stopped instances of a service."""
-        req = supervisor_pb2.StartProcessRequest(service=service, instance_id=_instance_id(service, instance))
+        req = _process_request(supervisor_pb2.StartProcessRequest, "start", service, instance)
         return frames.status_frame(self._call("StartProcess", req).processes)
 
     def scale(self, service: str, n: int) -> pd.DataFrame:
         """Run ``n`` instances of ``service``; returns its processes."""
-        req = supervisor_pb2.ScaleServiceRequest(service=service, instances=n)
+        req = message(
+            supervisor_pb2.ScaleServiceRequest, f"scaling {service!r}", service=service, instances=n
+        )
         return frames.status_frame(self._call("ScaleService", req).processes)
 
     def wait_restarted(self, instance: str, old_pid: int, timeout_s: float = 15.0) -> pd.Series:
@@ -306,17 +335,57 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
                 raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
             time.sleep(READY_POLL_S)
 
-    def calculator(self, timeout_s: float = 5.0) -> Any:
-        """A calculator client that finds servers through the broker.
+    def run_job(
+        self, job: str, args: Sequence[str] = (), timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+    ) -> JobResult:
+        """Run a job of lab.yaml once, with the lab's environment, and wait for it to end.
+
+        Args:
+            job: its name under ``jobs:`` in lab.yaml, e.g. ``"client-rust"``.
+            args: its command-line arguments (the command itself is the lab file's, never the caller's).
+            timeout_s: the supervisor kills it after this long (then ``exit_code`` is negative).
+
+        Returns:
+            JobResult with exit_code, stdout, stderr, elapsed_ms, pid, instance.
+
+        Raises:
+            ServiceNotFound: lab.yaml has no such job (the message lists the jobs it has).
+            ClientError: code ``FAILED_PRECONDITION``: the job cannot run here (a file it
+                ``requires:`` is missing, e.g. a client that is not built).
+            UsageError: ``args`` is not a list of strings, or ``timeout_s`` is not > 0.
 
         Example:
-            >>> lab.calculator().add(2, 3, correlation_id="req-123")   # doctest: +SKIP
-            5.0
+            >>> lab.run_job("client-python", ["add", "2", "3"]).exit_code   # doctest: +SKIP
+            0
         """
-        from calculator.client import CalculatorClient
+        request = job_request(job, args, timeout_s)
+        resp = self._call("RunJob", request, timeout_s=timeout_s + RPC_SLACK_S, what=f"job {job!r}")
+        return JobResult.from_response(job, resp)
 
-        self.ship_client_logs()  # so "Calling Add(2,3)" / "Result: 5" reach the logger (service "notebook")
-        return CalculatorClient(self.broker_address, timeout_s=timeout_s, token=self.token)
+    # -- flat aliases: the one call a chapter is built around ---------------------------------
+
+    def start_load(self, target: str, rps: int = 100, duration_s: int = 10, **options: Any) -> LoadTest:
+        """``lab.load.start(...)``: start an open-loop load test (see there for every option).
+
+        Example:
+            >>> test = lab.start_load("calculator", rps=200, duration_s=5)   # doctest: +SKIP
+        """
+        return self.load.start(target, rps, duration_s, **options)
+
+    def inject(
+        self,
+        service: str,
+        kind: str | int,
+        duration_s: int = 0,
+        instance: str | int | None = None,
+        **params: Any,
+    ) -> str:
+        """``lab.chaos.inject(...)``: inject a fault, returns its id (see there for every kind).
+
+        Example:
+            >>> fid = lab.inject("calculator", "delay", duration_s=30, delay_ms=500)   # doctest: +SKIP
+        """
+        return self.chaos.inject(service, kind, duration_s, instance, **params)
 
     def down(self, timeout_s: float = launcher.SHUTDOWN_WAIT_S) -> None:
         """Stop every process of the lab and the daemon; returns when they are gone."""
@@ -339,7 +408,7 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
         self._lease.stop(release=True)
         self._close_channels()
 
-    # -- for the mixins (health, logs, polyglot) ------------------------------------------
+    # -- for the parts (through their Connection) -----------------------------------------
 
     def _channel(self, grpc_service: str) -> Any:
         """A channel to the current instances of ``grpc_service``, found through the broker."""
@@ -351,18 +420,16 @@ class Lab(HealthViews, LogViews, PolyglotViews, LoadViews, ChaosViews, ConfigSta
             self._channels[grpc_service] = ch
         return ch
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, *, timeout_s: float = RPC_TIMEOUT_S, what: str = "") -> Any:
         try:
-            return getattr(self._supervisor, method)(request, timeout=RPC_TIMEOUT_S)
+            return getattr(self._supervisor, method)(request, timeout=timeout_s)
         except grpc.RpcError as err:
-            code = err.code()
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise ServiceNotFound(err.details()) from err
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise LabError(
+            # The supervisor not answering means the lab is gone, not one service: say how to start it.
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                raise LabNotRunning(
                     f"the lab in {self.lab_dir} does not answer (was it stopped?); run Lab.up()"
                 ) from err
-            raise ClientError(err.details() or str(err), code.name) from err
+            raise rpc_error(err, "supervisor", what) from err
 
     def _last_lines(self, instance: str, lines: int = 15) -> list[str]:
         try:
@@ -407,13 +474,6 @@ def _is_ready_or_skipped(p: supervisor_pb2.ProcessInfo) -> bool:
     return p.state in (supervisor_pb2.PROCESS_STATE_RUNNING, supervisor_pb2.PROCESS_STATE_SKIPPED)
 
 
-def _instance_id(service: str, instance: str | int | None) -> str:
-    if instance is None:
-        return ""
-    return f"{service}-{instance}" if isinstance(instance, int) else instance
-
-
-def _signal_name(sig: str | int) -> str:
-    if isinstance(sig, int):
-        return signal_module.Signals(sig).name
-    return sig
+def _process_request(cls: Callable[..., Any], verb: str, service: str, instance: str | int | None) -> Any:
+    """A request naming a service and optionally one instance (``1`` means ``<service>-1``)."""
+    return message(cls, f"{verb} of {service!r}", service=service, instance_id=instance_id(service, instance))

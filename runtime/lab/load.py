@@ -1,14 +1,15 @@
 """Load tests from the notebook: start one, watch its per-second metrics as a frame, stop it.
 
 The functions take a (sync) gRPC channel to the load generator, so they work with or without a
-``Lab``; the ``LoadViews`` mixin gives ``Lab`` thin wrappers over them.
+``Lab``; :class:`Load` is the part ``Lab`` holds as ``lab.load``. ``lab.start_load(...)`` stays
+as a thin alias of ``lab.load.start(...)``: it is the one call of the load chapter.
 
-    test = lab.start_load("CalculatorService", rps=200, duration_s=5)
+    test = lab.load.start("CalculatorService", rps=200, duration_s=5)
     test.frame                 # one row per second: sent, rps, p50_ms ... p99_ms, errors
     test.wait()                # until the test ends by itself (at its duration)
     test.summary()             # LoadSummary as a Series: achieved_rps, latency_p99_ms, ...
     test.stop()                # or stop it early
-    lab.load_tests()           # the tests running now
+    lab.load.tests()           # the tests running now
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import grpc
 import pandas as pd
 from google.protobuf import json_format
 
-from runtime.errors import ClientError, LabError, ServiceNotFound
+from runtime.errors import LabError
 from runtime.identity import LOADGEN_GRPC_SERVICE
+from runtime.lab.connection import Connection, call, message, rpc_error
 from runtime.v1 import common_pb2, load_pb2, load_pb2_grpc
 
 log = logging.getLogger("runtime.lab.load")
 
+SERVICE = "load generator"  # how error messages name it
 TEST_ID_HEADER = "x-test-id"
 RPC_TIMEOUT_S = 5.0
 # A test ends at most one request timeout (<= 30 s) after its duration; wait() allows that.
@@ -43,16 +46,6 @@ ACTIVE_COLUMNS = [
     "test_id", "target", "method", "rps", "duration_s", "concurrency", "started_at", "sent",
     "failed", "current_rps", "p99_ms",
 ]  # fmt: skip
-
-
-def _rpc_error(err: grpc.RpcError, what: str) -> LabError:
-    code = err.code()  # type: ignore[attr-defined]
-    details = err.details() or str(err)  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.NOT_FOUND:
-        return ServiceNotFound(f"{what}: {details}")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return LabError(f"{what}: the load generator does not answer ({details}); see lab.status()")
-    return ClientError(f"{what}: {details}", code.name)
 
 
 def metrics_row(m: load_pb2.LoadMetrics, second: int) -> dict[str, Any]:
@@ -95,8 +88,14 @@ def load_config(
     timeout_ms: int = 0,
     correlation_prefix: str = "",
 ) -> load_pb2.LoadConfig:
-    """The LoadConfig for these arguments (the service checks the limits)."""
-    return load_pb2.LoadConfig(
+    """The LoadConfig for these arguments (the service checks the limits).
+
+    Raises:
+        UsageError: a value of the wrong type (``rps="100"``), before anything is sent.
+    """
+    return message(
+        load_pb2.LoadConfig,
+        f"load on {target!r}",
         target_service=target,
         requests_per_second=rps,
         duration_seconds=duration_s,
@@ -137,7 +136,7 @@ class LoadTest:
             try:
                 next(self._call)  # the stream ended before the test started: raises its status
             except grpc.RpcError as err:
-                raise _rpc_error(err, f"starting load on {config.target_service}") from None
+                raise rpc_error(err, SERVICE, f"starting load on {config.target_service}") from None
             raise LabError(f"the load generator started no test on {config.target_service}")
         self._thread = threading.Thread(target=self._follow, name=THREAD_PREFIX + self.test_id, daemon=True)
         self._thread.start()
@@ -159,7 +158,7 @@ class LoadTest:
                         log.exception("load metrics callback failed")
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
-                self.error = _rpc_error(err, f"load test {self.test_id}")
+                self.error = rpc_error(err, SERVICE, f"load test {self.test_id}")
         finally:
             self._done.set()
 
@@ -204,7 +203,7 @@ class LoadTest:
                 common_pb2.Empty(), metadata=((TEST_ID_HEADER, self.test_id),), timeout=RPC_TIMEOUT_S
             )
         except grpc.RpcError as err:
-            raise _rpc_error(err, f"stopping load test {self.test_id}") from None
+            raise rpc_error(err, SERVICE, f"stopping load test {self.test_id}") from None
 
     def close(self) -> None:
         """Stop following (cancels the stream; the load generator ends the test with it)."""
@@ -219,12 +218,8 @@ class LoadTest:
 
 def active_tests_frame(channel: Any) -> pd.DataFrame:
     """The tests running now, one row each."""
-    try:
-        reply = load_pb2_grpc.LoadGeneratorServiceStub(channel).GetActiveTests(
-            common_pb2.Empty(), timeout=RPC_TIMEOUT_S
-        )
-    except grpc.RpcError as err:
-        raise _rpc_error(err, "listing load tests") from None
+    stub = load_pb2_grpc.LoadGeneratorServiceStub(channel)
+    reply = call(stub.GetActiveTests, common_pb2.Empty(), SERVICE, "listing load tests")
     rows = [
         {
             "test_id": t.test_id,
@@ -244,13 +239,21 @@ def active_tests_frame(channel: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ACTIVE_COLUMNS)
 
 
-class LoadViews:
-    """The load part of ``Lab``: relies on ``self._channel(grpc_service)`` from the core Lab."""
+class Load:
+    """The load part of ``Lab`` (``lab.load``): start open-loop load tests, list the running ones.
 
-    def _channel(self, grpc_service: str) -> Any:  # provided by Lab
-        raise NotImplementedError
+    Example:
+        >>> test = lab.load.start("calculator", rps=200, duration_s=5)   # doctest: +SKIP
+        >>> lab.load.tests()                                             # doctest: +SKIP
+    """
 
-    def start_load(
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def _channel(self) -> Any:
+        return self._conn.channel(LOADGEN_GRPC_SERVICE)
+
+    def start(
         self,
         target: str,
         rps: int = 100,
@@ -274,16 +277,24 @@ class LoadViews:
             timeout_ms: per-request deadline from its intended send time (0: 1000).
             correlation_prefix: send ``x-correlation-id`` ``<prefix><n>`` with request n.
 
+        Raises:
+            UsageError: a value of the wrong type, before anything is sent.
+            ClientError: the load generator refused (``code`` INVALID_ARGUMENT names the limit).
+            ServiceNotFound: no instance of the target on 127.0.0.1.
+
         Example:
-            >>> test = lab.start_load("calculator", rps=200, duration_s=5)   # doctest: +SKIP
+            >>> test = lab.load.start("calculator", rps=200, duration_s=5)   # doctest: +SKIP
             >>> test.wait(); test.summary().achieved_rps       # doctest: +SKIP
             200.0
         """
         config = load_config(
             target, rps, duration_s, method, concurrency, payload, timeout_ms, correlation_prefix
         )
-        return LoadTest(self._channel(LOADGEN_GRPC_SERVICE), config)
+        return LoadTest(self._channel(), config)
 
-    def load_tests(self) -> pd.DataFrame:
+    def tests(self) -> pd.DataFrame:
         """The load tests running now: test_id, target, method, rps, ..., current_rps, p99_ms."""
-        return active_tests_frame(self._channel(LOADGEN_GRPC_SERVICE))
+        return active_tests_frame(self._channel())
+
+    def __repr__(self) -> str:
+        return "<lab.load: .start(), .tests()>"

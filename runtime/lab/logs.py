@@ -1,12 +1,14 @@
-"""Log views of the Lab: query, live tail, trace one request, export.
+"""Logs of the Lab: query, live tail, trace one request, export (the ``lab.logs`` part).
 
-The Lab inherits ``LogViews``; each method is a thin wrapper over a module function that takes a
-channel to the logger, so everything here also works (and is tested) without a Lab.
+:class:`Logs` is the part ``Lab`` holds as ``lab.logs``; each method is a thin wrapper over a
+module function that takes a channel to the logger, so everything here also works (and is
+tested) without a Lab. Calling the part queries, so ``lab.logs(...)`` reads like a question.
 
-    lab.logs(service="calculator", level="ERROR")     # only errors from the calculator
-    lab.logs(search="division")                        # full-text search
-    lab.trace("req-123")                               # one request through client, broker, server
-    handle = lab.tail(print, service="calculator")     # live; handle.stop() ends it
+    lab.logs(service="calculator", level="ERROR")      # only errors from the calculator
+    lab.logs(search="division")                         # full-text search
+    lab.logs.trace("req-123")                           # one request through client, broker, server
+    handle = lab.logs.tail(print, service="calculator") # live; handle.stop() ends it
+    lab.logs.export("logs.ndjson")                      # every stored entry as NDJSON
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import grpc
 import pandas as pd
 
 from runtime.client.jsonlog import entry_to_line, level_name, level_value
+from runtime.errors import ClientError, UsageError, quote
 from runtime.identity import LOGGER_GRPC_SERVICE
+from runtime.lab.connection import Connection, rpc_error
 from runtime.v1 import logger_pb2, logger_pb2_grpc
 
+SERVICE = "logger"  # how error messages name it
 COLUMNS = ["time", "service", "instance", "level", "message", "correlation_id"]
 QUERY_TIMEOUT_S = 10.0
 EXPORT_LIMIT = 100_000
@@ -42,7 +47,13 @@ def _ms(since: Since) -> int:
         return int((time.time() - since.total_seconds()) * 1000)
     if isinstance(since, int | float):
         return int(since * 1000)
-    ts = pd.Timestamp(since)
+    try:
+        ts = pd.Timestamp(since)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"since/until {quote(since)} is no time; use epoch seconds, ISO text such as "
+            "'2026-01-01 12:00', a datetime, or a timedelta meaning 'ago'"
+        ) from None
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return int(ts.timestamp() * 1000)
@@ -59,7 +70,7 @@ def _level(level: str | int | None) -> int:
         return 0
     value = level_value(level)
     if value is None:
-        raise ValueError(f"unknown log level {level!r}; use TRACE, DEBUG, INFO, WARN, ERROR or FATAL")
+        raise UsageError(f"unknown log level {quote(level)}; use TRACE, DEBUG, INFO, WARN, ERROR or FATAL")
     return value
 
 
@@ -94,7 +105,13 @@ def query(
     limit: int = 1000,
     newest_first: bool = False,
 ) -> list[logger_pb2.LogEntry]:
-    """Entries from the logger matching the filters, in time order."""
+    """Entries from the logger matching the filters, in time order.
+
+    Raises:
+        UsageError: an unknown level or a ``since`` that is no time.
+        ClientError: the logger refused the query (code ``INVALID_ARGUMENT``, e.g. an empty name).
+        ServiceUnavailable: the logger does not answer.
+    """
     request = logger_pb2.LogQuery(
         service_names=_names(service), instance_ids=_names(instance), min_level=_level(level),  # type: ignore[arg-type]
         start_time=_ms(since), end_time=_ms(until), search_text=search or "",
@@ -102,8 +119,11 @@ def query(
     )  # fmt: skip
     stub = logger_pb2_grpc.LoggerServiceStub(channel)
     found: list[logger_pb2.LogEntry] = []
-    for message in stub.QueryLogs(request, timeout=QUERY_TIMEOUT_S):
-        found.extend(message.batch if message.batch else (message,))
+    try:
+        for message in stub.QueryLogs(request, timeout=QUERY_TIMEOUT_S):
+            found.extend(message.batch if message.batch else (message,))
+    except grpc.RpcError as err:
+        raise rpc_error(err, SERVICE, "querying logs") from err
     return found
 
 
@@ -117,7 +137,7 @@ def logs_frame(channel: grpc.Channel, limit: int = 1000, **filters: Any) -> pd.D
 def trace_frame(channel: grpc.Channel, correlation_id: str, since: Since = None) -> pd.DataFrame:
     """Every entry of one request (optionally only from ``since`` on), ordered by time."""
     if not correlation_id:
-        raise ValueError("trace needs a correlation id such as 'req-123'")
+        raise UsageError("trace needs a correlation id such as 'req-123'")
     return to_frame(query(channel, correlation_id=correlation_id, since=since, limit=TRACE_LIMIT))
 
 
@@ -148,7 +168,7 @@ class Tail:
             correlation_id=filters.pop("correlation_id", None) or "",
         )  # fmt: skip
         if filters:
-            raise TypeError(
+            raise UsageError(
                 f"tail() got unknown filters {sorted(filters)}; use service, instance, level, search, correlation_id"
             )
         self._stopped = threading.Event()
@@ -157,6 +177,7 @@ class Tail:
         self.received = 0
         self.dropped = 0
         self.error = ""
+        self.error_code = ""  # the gRPC status name of the last failure
         self.live = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-tail", daemon=True)
         self._thread.start()
@@ -166,7 +187,7 @@ class Tail:
         while not self.live.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
             pass
         if not self._thread.is_alive() and self.error:
-            raise ValueError(f"the logger refused this tail: {self.error}")
+            raise ClientError(f"the logger refused this tail: {self.error}", self.error_code)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -189,6 +210,7 @@ class Tail:
                 self.live.clear()
                 if self._stopped.is_set():
                     return
+                self.error_code = exc.code().name  # type: ignore[attr-defined]
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
                     self.error = exc.details() or ""  # type: ignore[attr-defined]
                     return
@@ -212,32 +234,23 @@ class Tail:
         self._thread.join(timeout_s)
 
 
-class LogViews:
-    """Lab mixin: ``logs``, ``tail``, ``trace``, ``export_logs``, ``ship_client_logs``.
+class Logs:
+    """The log part of ``Lab`` (``lab.logs``): query, tail, trace, export.
 
-    Needs from the Lab: ``self._channel(grpc_service)`` and ``self.broker_address``.
+    Calling it queries, so ``lab.logs(service="calculator")`` is the newest entries as a table.
+
+    Example:
+        >>> lab.logs(service="calculator", level="ERROR")   # doctest: +SKIP
+        >>> lab.logs.trace("req-123")                       # doctest: +SKIP
     """
 
-    def _channel(self, grpc_service: str) -> Any:  # provided by Lab
-        raise NotImplementedError
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
 
-    def _logger_channel(self) -> grpc.Channel:
-        return self._channel(LOGGER_GRPC_SERVICE)
+    def _channel(self) -> grpc.Channel:
+        return self._conn.channel(LOGGER_GRPC_SERVICE)  # type: ignore[no-any-return]
 
-    def ship_client_logs(self, service_name: str = "notebook") -> Any:
-        """Send this kernel's calculator-client log lines to the logger as ``service_name``.
-
-        Idempotent (re-running the cell keeps one handler). Returns the logging handler.
-
-        Example:
-            >>> lab.ship_client_logs()    # doctest: +SKIP
-        """
-        from runtime.agent.log_handler import install_for_client
-
-        token = self.token  # type: ignore[attr-defined]  # the lab's, not this kernel's $LAB_TOKEN
-        return install_for_client(service_name, self.broker_address, token=token)  # type: ignore[attr-defined]
-
-    def logs(
+    def __call__(
         self,
         service: str | Iterable[str] | None = None,
         level: str | int | None = None,
@@ -251,14 +264,18 @@ class LogViews:
         Example:
             >>> lab.logs(service="calculator", level="ERROR")   # doctest: +SKIP
         """
+        _level(level), _ms(since)  # a mistake is a UsageError before the logger is even looked up
         return logs_frame(
-            self._logger_channel(), limit=limit, service=service, level=level,
+            self._channel(), limit=limit, service=service, level=level,
             search=search, correlation_id=correlation_id, since=since,
         )  # fmt: skip
 
     def tail(self, callback: Callable[[dict], Any], **filters: Any) -> Tail:
-        """Call ``callback(row)`` for every new entry matching ``filters``; returns a handle with ``stop()``."""
-        return Tail(self._logger_channel, callback, **filters)
+        """Call ``callback(row)`` for every new entry matching ``filters``; returns a handle with ``stop()``.
+
+        Filters: service, instance, level, search, correlation_id (as for ``lab.logs(...)``).
+        """
+        return Tail(self._channel, callback, **filters)
 
     def trace(self, correlation_id: str, since: Since = None) -> pd.DataFrame:
         """One request's flow through every service, ordered by time.
@@ -267,10 +284,16 @@ class LogViews:
         older entries with the same id, e.g. from an earlier run of the same notebook.
 
         Example:
-            >>> lab.trace("req-123")[["service", "message"]]   # doctest: +SKIP
+            >>> lab.logs.trace("req-123")[["service", "message"]]   # doctest: +SKIP
         """
-        return trace_frame(self._logger_channel(), correlation_id, since)
+        if not correlation_id:
+            raise UsageError("trace needs a correlation id such as 'req-123'")
+        _ms(since)
+        return trace_frame(self._channel(), correlation_id, since)
 
-    def export_logs(self, path: str, **filters: Any) -> int:
+    def export(self, path: str, **filters: Any) -> int:
         """Write the stored entries as NDJSON (one JSON object a line) to ``path``; returns the count."""
-        return export_ndjson(self._logger_channel(), path, **filters)
+        return export_ndjson(self._channel(), path, **filters)
+
+    def __repr__(self) -> str:
+        return "<lab.logs: lab.logs(...), .tail(), .trace(), .export()>"

@@ -1,6 +1,6 @@
 """A server-streaming watch followed from a named background thread, for notebook callbacks.
 
-The Lab's watch_health, watch_config and watch_state all use it: reconnect when the service
+The Lab's lab.health.watch, lab.config.watch and lab.state.watch use it: reconnect when the service
 restarts, never let a bug in the learner's callback end the watch, stop() from any thread.
 """
 
@@ -27,7 +27,7 @@ class StreamWatch:
     stream is open (or, with ``connected_on_first``, once its first message arrived).
 
     Example:
-        >>> w = lab.watch_config("calculator", print)   # doctest: +SKIP
+        >>> w = lab.config.watch("calculator", print)   # doctest: +SKIP
         >>> w.stop()                                   # doctest: +SKIP
     """
 
