@@ -79,7 +79,7 @@ def main() -> int:
                 for _ in range(args.rounds):
                     fid = lab.inject("calculator", "delay", delay_ms=DELAY_MS)
                     applied.append(until(stub, True, time.monotonic()))
-                    lab.clear(fid)
+                    lab.chaos.clear(fid)
                     cleared.append(until(stub, False, time.monotonic()))
                 for _ in range(DEAD_MAN_ROUNDS):
                     lab.inject("calculator", "delay", delay_ms=DELAY_MS)

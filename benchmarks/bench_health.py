@@ -73,7 +73,7 @@ def bench_crashes(crashes: int) -> tuple[list[float], list[float]]:
         with lock:
             seen.append((time.time(), change))
 
-    watch = lab.watch_health(on_change)
+    watch = lab.health.watch(on_change)
     to_unhealthy: list[float] = []
     to_out: list[float] = []
     try:
