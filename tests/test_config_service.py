@@ -1,4 +1,5 @@
-"""The config service: statuses for bad input, versions, watch (in-process); persistence (a real process)."""
+"""The config service: statuses for bad input, versions, watch (in-process, on the local store and on
+etcd); persistence (a real process)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from etcd_cluster import store_backend, unique_prefix  # noqa: F401 (fixture)
 from service_process import start_service
 from waiting import wait_until
 
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.identity import CONFIG_DB_FILE
+from runtime.services.config.etcd_store import EtcdConfig
 from runtime.services.config.servicer import ConfigService
 from runtime.services.config.store import ConfigStore
 from runtime.v1 import config_pb2, config_pb2_grpc, logger_pb2, logger_pb2_grpc
@@ -21,13 +24,22 @@ RPC_S = 5.0
 
 
 @pytest.fixture
-def config(aio_server):
-    """The config servicer served in this process, in memory (the SIGKILL test runs the real process)."""
-    return aio_server(
-        lambda server: config_pb2_grpc.add_ConfigServiceServicer_to_server(
-            ConfigService(ConfigStore(None)), server
-        )
-    )
+def config(store_backend, aio_server):  # noqa: F811 (the imported fixture)
+    """The config servicer served in this process (the SIGKILL test runs the real process): on an
+    in-memory SQLite store, or on the module's etcd member under a fresh key prefix."""
+    services: list[ConfigService] = []
+
+    def add(server) -> None:
+        if store_backend.choice is None:
+            service = ConfigService(ConfigStore(None))
+        else:
+            service = ConfigService(EtcdConfig(store_backend.choice, prefix=unique_prefix()))
+        services.append(service)
+        config_pb2_grpc.add_ConfigServiceServicer_to_server(service, server)
+
+    server = aio_server(add)
+    yield server
+    server.run(services[0].store.close())
 
 
 def stub_of(proc) -> tuple[grpc.Channel, config_pb2_grpc.ConfigServiceStub]:
@@ -115,6 +127,8 @@ def test_watch_sends_current_values_then_changes(config):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
+        # The current values come once the watch is in place: changes from now on are not missed.
+        wait_until(lambda: len(seen) >= 2, 5, "the watch's current values")
         stub.SetConfig(entry(ns="elsewhere", key="k", value="2"), timeout=RPC_S)  # not watched
         stub.SetConfig(entry(value="1"), timeout=RPC_S)
         stub.SetConfig(entry(key="work_ms", value="50"), timeout=RPC_S)

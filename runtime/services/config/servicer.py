@@ -16,6 +16,11 @@ Schemas: a consumer (the calculator, through its ConfigWatch) registers its keys
 with RegisterSchema; SetConfig then refuses "calculator/max_connections = 'abc'" with
 "calculator/max_connections must be an integer between 1 and 100000; got 'abc'" before storing
 it (rules in runtime/agent/config_schema.py, shared with the consumer).
+
+The store behind it is a ConfigBackend (runtime/services/config/backend.py): SQLite by default,
+an etcd cluster with ``store: etcd`` (runtime/services/config/etcd_store.py); statuses and
+messages are the same on both. An etcd cluster without quorum answers UNAVAILABLE naming the
+members that are down (runtime/agent/store_status.py).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
-from runtime.identity import CONFIG_DB_FILE, CONFIG_GRPC_SERVICE, Identity
+from runtime.agent.store_status import StoreStatusInterceptor
+from runtime.client.etcd import store_from_env
+from runtime.identity import CONFIG_GRPC_SERVICE, Identity
+from runtime.services.config.backend import ConfigBackend, as_backend, make_backend
 from runtime.services.config.store import (
     ConfigProblem,
     ConfigStore,
@@ -34,7 +42,6 @@ from runtime.services.config.store import (
     VersionConflict,
     check_name,
 )
-from runtime.services.watchers import Watchers
 from runtime.v1 import config_pb2, config_pb2_grpc
 
 log = logging.getLogger("runtime.services.config")
@@ -43,21 +50,23 @@ SERVICE_NAME = "config"
 
 
 class ConfigService(config_pb2_grpc.ConfigServiceServicer):
-    """GetConfig / SetConfig / WatchConfig / ListConfigs over one ConfigStore."""
+    """GetConfig / SetConfig / WatchConfig / ListConfigs over one ConfigBackend.
 
-    def __init__(self, store: ConfigStore) -> None:
-        self.store = store
-        self.watchers: Watchers[config_pb2.ConfigValue] = Watchers()
+    A plain ConfigStore (SQLite) is accepted too and served as the local backend.
+    """
+
+    def __init__(self, store: ConfigStore | ConfigBackend) -> None:
+        self.store = as_backend(store)
 
     async def GetConfig(  # noqa: N802 (gRPC method name)
         self, request: config_pb2.ConfigKey, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigValue:
         """The value of one key; NOT_FOUND names namespace and key."""
         await _check_names(context, request.namespace, request.key)
-        value = self.store.get(request.namespace, request.key)
+        value = await self.store.get(request.namespace, request.key)
         if value is not None:
             return value
-        known = ", ".join(v.key for v in self.store.list(request.namespace)) or "none"
+        known = ", ".join(v.key for v in await self.store.list(request.namespace)) or "none"
         await context.abort(
             grpc.StatusCode.NOT_FOUND,
             f"no config key {request.key!r} in namespace {request.namespace!r} "
@@ -71,7 +80,7 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         """Validate and store a value; watchers see it at once."""
         await _check_names(context, request.namespace, request.key)  # before they appear in a message
         try:
-            stored = self.store.set(
+            stored = await self.store.set(
                 request.namespace, request.key, request.value, request.value_type, request.expected_version
             )
         except SchemaViolation as exc:
@@ -85,7 +94,6 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
             "config %s/%s = %s (%s, version %d)",
             stored.namespace, stored.key, stored.value[:80], stored.value_type, stored.version,
         )  # fmt: skip
-        self.watchers.publish(stored)
         return config_pb2.ConfigAck(
             ok=True,
             version=stored.version,
@@ -103,26 +111,19 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
                 check_name("key", key)
         except ConfigProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        # Subscribe and read the snapshot with no await in between: nothing is missed or doubled.
-        w = self.watchers.add(lambda v: v.namespace == ns and (not key or v.key == key))
+        changes = self.store.watch(ns, key)
         try:
-            current = [self.store.get(ns, key)] if key else self.store.list(ns)
-            for value in current:
-                if value is not None:
-                    yield value
-            while True:
-                yield await w.next()
+            async for value in changes:
+                yield value
         finally:
-            self.watchers.remove(w)
-            if w.dropped:
-                log.warning("a slow watcher of %s/%s lost %d changes", ns, key or "*", w.dropped)
+            await changes.aclose()
 
     async def RegisterSchema(  # noqa: N802
         self, request: config_pb2.ConfigSchema, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigSchemaAck:
         """Store a namespace's schema (replacing any earlier one); names stored values that break it."""
         try:
-            invalid = self.store.set_schema(request)
+            invalid = await self.store.set_schema(request)
         except ConfigProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"schema not registered: {exc}")
         ns = request.namespace
@@ -143,7 +144,7 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
             check_name("namespace", request.namespace)
         except ConfigProblem as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        found = self.store.schema(request.namespace)
+        found = await self.store.schema(request.namespace)
         if found is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -157,7 +158,7 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.ConfigNamespace, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigList:
         """Every value of a namespace (all namespaces when empty)."""
-        return config_pb2.ConfigList(values=self.store.list(request.namespace))
+        return config_pb2.ConfigList(values=await self.store.list(request.namespace))
 
 
 async def _check_names(context: grpc.aio.ServicerContext, namespace: str, key: str) -> None:
@@ -168,9 +169,9 @@ async def _check_names(context: grpc.aio.ServicerContext, namespace: str, key: s
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-def make_store(identity: Identity) -> ConfigStore:
-    """``$LAB_DIR/config.sqlite``, or an in-memory store without LAB_DIR."""
-    return ConfigStore(identity.lab_path(CONFIG_DB_FILE))
+def make_store(identity: Identity) -> ConfigBackend:
+    """The store ``LAB_STORE`` names: ``$LAB_DIR/config.sqlite`` (in memory without LAB_DIR) or etcd."""
+    return make_backend(identity, store_from_env())
 
 
 async def main() -> None:
@@ -178,8 +179,13 @@ async def main() -> None:
     identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
     store = make_store(identity)
     try:
-        agent = Agent([CONFIG_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
+        agent = Agent(
+            [CONFIG_GRPC_SERVICE],
+            default_service=SERVICE_NAME,
+            identity=identity,
+            interceptors=[StoreStatusInterceptor()],
+        )
         config_pb2_grpc.add_ConfigServiceServicer_to_server(ConfigService(store), agent.server)
         await agent.run()
     finally:
-        store.close()
+        await store.close()
