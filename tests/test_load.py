@@ -68,25 +68,28 @@ def test_recorder_intervals_and_summary():
         rec.done(ms / 1000, "" if ms <= 98 else "UNAVAILABLE")
     rec.expired(waited_s=1.5)
     m = rec.interval(now_s=1.0)
-    assert (m.requests_sent, m.requests_succeeded, m.requests_failed) == (101, 98, 3)
-    assert m.current_rps == pytest.approx(101)
+    # The expired request never went on the wire: not sent, not in the rate, counted apart.
+    assert (m.requests_sent, m.requests_succeeded, m.requests_failed) == (100, 98, 2)
+    assert m.expired_before_send == 1
+    assert m.current_rps == pytest.approx(100)
     assert m.latency_p50_ms == pytest.approx(51, rel=0.01)
     assert m.latency_p99_ms == pytest.approx(100, rel=0.01)
     assert m.latency_p999_ms == pytest.approx(1500, rel=0.01)  # the expired one waited 1.5 s
-    assert dict(m.error_counts) == {"UNAVAILABLE": 2, "DEADLINE_EXCEEDED": 1}
+    assert dict(m.error_counts) == {"UNAVAILABLE": 2}
     assert m.send_lag_p99_ms == pytest.approx(0.5, rel=0.01)
     empty = rec.interval(now_s=2.0)  # percentiles per interval: nothing ended in this one
-    assert (empty.latency_p99_ms, empty.current_rps, empty.requests_sent) == (0, 0, 101)
+    assert (empty.latency_p99_ms, empty.current_rps, empty.requests_sent) == (0, 0, 100)
     final = rec.final(elapsed_s=2.0)
     assert final.final and final.latency_p99_ms == pytest.approx(100, rel=0.01)
     s = rec.summary(elapsed_s=2.0)
-    assert (s.total_requests, s.total_succeeded, s.total_failed) == (101, 98, 3)
-    assert s.achieved_rps == pytest.approx(50.5)
+    assert (s.total_requests, s.total_succeeded, s.total_failed, s.expired_before_send) == (100, 98, 2, 1)
+    assert s.achieved_rps == pytest.approx(50.0)  # what went on the wire, per second
     assert s.min_latency_ms == pytest.approx(1, rel=0.01)
     assert s.max_latency_ms == pytest.approx(1500, rel=0.01)
     assert s.avg_latency_ms == pytest.approx((5050 + 1500) / 101, rel=0.01)
     series = summary_series(s)
-    assert series.total_requests == 101 and series.error_counts["UNAVAILABLE"] == 2
+    assert series.total_requests == 100 and series.error_counts["UNAVAILABLE"] == 2
+    assert series.expired_before_send == 1
 
 
 def test_recorder_clamps_huge_latencies_instead_of_dropping_them():

@@ -82,6 +82,21 @@ def test_latency_counts_from_the_intended_send_time(lab: Lab):
     assert test.final is not None and test.final.send_lag_p99_ms < 250, test.final
 
 
+def test_the_frame_after_a_run_draws_no_rate_from_a_sliver_of_a_second(lab: Lab):
+    """Every row's rate is a rate over at least half a second: no end-of-test spike on the chart.
+
+    A row of the sends after the last tick used to divide by a few microseconds (a notebook
+    chart drew about 1,000,000 sent/s at the last second and flattened the whole run).
+    """
+    test = lab.start_load("calculator", rps=400, duration_s=3)
+    assert test.wait(15)
+    frame = test.frame
+    assert len(frame) >= 2, frame
+    assert frame.rps.max() <= 400 * 1.5, frame[["second", "sent", "rps"]]
+    assert test.final is not None and test.final.current_rps == pytest.approx(400, rel=0.05), test.final
+    assert test.final.requests_sent == test.summary().total_requests == 1200
+
+
 def test_failover_when_an_instance_is_killed_mid_test(lab: Lab):
     test = lab.start_load("calculator", rps=200, duration_s=3)
     wait_until(lambda: len(test.frame) >= 1, WAIT_S, "the first second of load")
@@ -138,9 +153,12 @@ def test_requests_held_back_by_the_concurrency_bound_expire_and_are_counted(lab:
         lab.kill("calculator", i, signal="SIGCONT")
     assert test.wait(10)
     s = test.summary()
-    assert s.total_requests == 200
-    assert s.total_succeeded + s.total_failed == 200
-    assert s.error_counts.get("DEADLINE_EXCEEDED", 0) >= 40, s.error_counts
+    # Every scheduled request is accounted for: on the wire (then OK or failed) or expired unsent.
+    assert s.total_requests + s.expired_before_send == 200
+    assert s.total_succeeded + s.total_failed == s.total_requests
+    assert s.expired_before_send >= 1, s  # held back past its deadline: never sent, and it says so
+    assert s.achieved_rps <= 100 * s.total_requests / 200 * 1.05  # the rate counts only what was sent
+    assert s.error_counts.get("DEADLINE_EXCEEDED", 0) + s.expired_before_send >= 40, s.error_counts
     assert s.max_latency_ms >= 200
     assert test.final is not None and test.final.send_lag_p99_ms >= 100  # held back, and it says so
 

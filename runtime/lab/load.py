@@ -72,7 +72,7 @@ def summary_series(summary: load_pb2.LoadSummary) -> pd.Series:
     data = json_format.MessageToDict(
         summary, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    for key in ("total_requests", "total_succeeded", "total_failed"):
+    for key in ("total_requests", "total_succeeded", "total_failed", "expired_before_send"):
         data[key] = int(data[key])
     data["error_counts"] = {k: int(v) for k, v in data.get("error_counts", {}).items()}
     return pd.Series(data, name=summary.test_id)

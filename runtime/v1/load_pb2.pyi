@@ -30,7 +30,7 @@ class LoadConfig(_message.Message):
     def __init__(self, target_service: _Optional[str] = ..., target_role: _Optional[str] = ..., requests_per_second: _Optional[int] = ..., duration_seconds: _Optional[int] = ..., concurrent_clients: _Optional[int] = ..., payload: _Optional[bytes] = ..., method: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., correlation_prefix: _Optional[str] = ...) -> None: ...
 
 class LoadMetrics(_message.Message):
-    __slots__ = ("requests_sent", "requests_succeeded", "requests_failed", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "current_rps", "timestamp", "test_id", "latency_p999_ms", "send_lag_p99_ms", "error_counts", "final")
+    __slots__ = ("requests_sent", "requests_succeeded", "requests_failed", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "current_rps", "timestamp", "test_id", "latency_p999_ms", "send_lag_p99_ms", "error_counts", "final", "expired_before_send")
     class ErrorCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class LoadMetrics(_message.Message):
     SEND_LAG_P99_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_COUNTS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_BEFORE_SEND_FIELD_NUMBER: _ClassVar[int]
     requests_sent: int
     requests_succeeded: int
     requests_failed: int
@@ -64,10 +65,11 @@ class LoadMetrics(_message.Message):
     send_lag_p99_ms: float
     error_counts: _containers.ScalarMap[str, int]
     final: bool
-    def __init__(self, requests_sent: _Optional[int] = ..., requests_succeeded: _Optional[int] = ..., requests_failed: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., current_rps: _Optional[float] = ..., timestamp: _Optional[int] = ..., test_id: _Optional[str] = ..., latency_p999_ms: _Optional[float] = ..., send_lag_p99_ms: _Optional[float] = ..., error_counts: _Optional[_Mapping[str, int]] = ..., final: _Optional[bool] = ...) -> None: ...
+    expired_before_send: int
+    def __init__(self, requests_sent: _Optional[int] = ..., requests_succeeded: _Optional[int] = ..., requests_failed: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., current_rps: _Optional[float] = ..., timestamp: _Optional[int] = ..., test_id: _Optional[str] = ..., latency_p999_ms: _Optional[float] = ..., send_lag_p99_ms: _Optional[float] = ..., error_counts: _Optional[_Mapping[str, int]] = ..., final: _Optional[bool] = ..., expired_before_send: _Optional[int] = ...) -> None: ...
 
 class LoadSummary(_message.Message):
-    __slots__ = ("total_requests", "total_succeeded", "total_failed", "avg_latency_ms", "min_latency_ms", "max_latency_ms", "error_counts", "test_id", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_p999_ms", "achieved_rps")
+    __slots__ = ("total_requests", "total_succeeded", "total_failed", "avg_latency_ms", "min_latency_ms", "max_latency_ms", "error_counts", "test_id", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_p999_ms", "achieved_rps", "expired_before_send")
     class ErrorCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,7 @@ class LoadSummary(_message.Message):
     LATENCY_P99_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P999_MS_FIELD_NUMBER: _ClassVar[int]
     ACHIEVED_RPS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_BEFORE_SEND_FIELD_NUMBER: _ClassVar[int]
     total_requests: int
     total_succeeded: int
     total_failed: int
@@ -101,7 +104,8 @@ class LoadSummary(_message.Message):
     latency_p99_ms: float
     latency_p999_ms: float
     achieved_rps: float
-    def __init__(self, total_requests: _Optional[int] = ..., total_succeeded: _Optional[int] = ..., total_failed: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., min_latency_ms: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., error_counts: _Optional[_Mapping[str, int]] = ..., test_id: _Optional[str] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., latency_p999_ms: _Optional[float] = ..., achieved_rps: _Optional[float] = ...) -> None: ...
+    expired_before_send: int
+    def __init__(self, total_requests: _Optional[int] = ..., total_succeeded: _Optional[int] = ..., total_failed: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., min_latency_ms: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., error_counts: _Optional[_Mapping[str, int]] = ..., test_id: _Optional[str] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., latency_p999_ms: _Optional[float] = ..., achieved_rps: _Optional[float] = ..., expired_before_send: _Optional[int] = ...) -> None: ...
 
 class ActiveLoadTests(_message.Message):
     __slots__ = ("tests",)

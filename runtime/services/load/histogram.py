@@ -60,6 +60,7 @@ class LoadRecorder:
         self.sent_count = 0
         self.succeeded = 0
         self.failed = 0
+        self.expired_count = 0
         self.errors: Counter[str] = Counter()
         self.latency = new_histogram()
         self.lag = new_histogram()
@@ -92,14 +93,22 @@ class LoadRecorder:
         else:
             self.succeeded += 1
 
-    def expired(self, waited_s: float, code: str = "DEADLINE_EXCEEDED") -> None:
+    def expired(self, waited_s: float) -> None:
         """A request whose deadline passed while it waited for a free slot: never put on the wire.
 
-        It counts as sent late and failed (the client gave up on it), with the time it waited as
-        its latency, so ``sent == succeeded + failed + in flight`` holds and nothing is omitted.
+        Not sent, so not in ``requests_sent`` nor in the rate (which counts what reached the
+        target); counted as ``expired_before_send``, and its wait is recorded as its latency, so
+        an overloaded generator shows in the percentiles instead of hiding its backlog.
         """
-        self.sent(waited_s)
-        self.done(waited_s, code)
+        self.expired_count += 1
+        us = _us(waited_s)
+        self.latency.record_value(us)
+        self._interval_latency.record_value(us)
+
+    @property
+    def interval_start_s(self) -> float:
+        """When the current interval began (the test's clock)."""
+        return self._interval_start_s
 
     @property
     def interval_sent(self) -> int:
@@ -143,6 +152,7 @@ class LoadRecorder:
             timestamp=time.time_ns() // 1_000_000,
             send_lag_p99_ms=percentiles_ms(lag)[99.0],
             error_counts=dict(self.errors),
+            expired_before_send=self.expired_count,
         )
 
     def summary(self, elapsed_s: float) -> load_pb2.LoadSummary:
@@ -163,4 +173,5 @@ class LoadRecorder:
             latency_p99_ms=p[99.0],
             latency_p999_ms=p[99.9],
             achieved_rps=self.sent_count / max(1e-6, elapsed_s),
+            expired_before_send=self.expired_count,
         )

@@ -8,8 +8,9 @@ The dispatcher sends request ``i`` at ``start + i / rps`` (the Schedule), whatev
 earlier ones; at most ``concurrency`` are in flight at once (the worker-pool bound). A request
 that has to wait for a free slot is sent late: its send lag and its latency both count from
 its intended time, and once its deadline (intended time + timeout) has passed it is counted
-as sent and failed DEADLINE_EXCEEDED without going on the wire. So the backlog is bounded, nothing is hidden, and the
-run ends at most one timeout after its duration.
+as ``expired_before_send`` without going on the wire (not in ``requests_sent`` or the rate, which
+count what reached the target; its wait is in the latency percentiles). So the backlog is bounded,
+nothing is hidden, and the run ends at most one timeout after its duration.
 
 Requests go round robin to the instances of the target in the discovery rotation (which follows
 the broker's watch: a killed instance leaves it); only instances on 127.0.0.1 are ever called.
@@ -41,6 +42,7 @@ log = logging.getLogger("runtime.services.load")
 
 START_DELAY_S = 0.005  # request 0 is due this long after run() begins
 METRICS_INTERVAL_S = 1.0
+PARTIAL_MIN_S = METRICS_INTERVAL_S / 2  # a last partial interval shorter than this gets no row
 METRICS_QUEUE = 64  # a slow reader of the metrics stream loses the oldest ones
 # Give the loop a turn after this many sends in one burst (a backlog must not starve replies).
 BURST = 64
@@ -109,13 +111,22 @@ class LoadRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             await self._drain(0.0)
-            if self.recorder.interval_sent:  # the last (partial) second of sending gets its row too
-                self._publish(self.recorder.interval(self.clock(), sending_until_s=self._sent_until))
+            self._publish_partial()
             elapsed = max(1e-6, self._sending_span_end(schedule) - self._start_s)
             self._publish(self.recorder.final(elapsed))
             self.summary = self.recorder.summary(elapsed)
             self.done.set()
         return self.summary
+
+    def _publish_partial(self) -> None:
+        # The sends after the last tick get a row of their own only when they span at least half
+        # an interval: a rate over a sliver of a second is noise (3 sends in 2 ms "is" 1500/s),
+        # and a chart would draw it as a spike. Their counts are in the final row either way.
+        rec = self.recorder
+        now = self.clock()
+        until = min(now, self._sent_until)
+        if rec.interval_sent and until - rec.interval_start_s >= PARTIAL_MIN_S:
+            self._publish(rec.interval(now, sending_until_s=self._sent_until))
 
     def _sending_span_end(self, schedule: Schedule) -> float:
         # The achieved rate counts over the time it took to send: a sender that fell behind and
@@ -162,10 +173,13 @@ class LoadRun:
 
     def _send(self, i: int, due: float) -> None:
         member = self._pick()
+        lag = self.clock() - due
+        # Counted now, in the interval that dispatched it: counted when its task first ran, a
+        # request dispatched before a tick could land after it, in a sliver of an interval.
+        self.recorder.sent(lag)
         if member is None:
             # Nobody to send to right now (all gone, none restarted yet): a failure, and on we go.
-            self.recorder.sent(self.clock() - due)
-            self.recorder.done(self.clock() - due, NO_INSTANCE)
+            self.recorder.done(lag, NO_INSTANCE)
             return
         task = asyncio.get_running_loop().create_task(self._call(member, i, due))
         self._in_flight.add(task)
@@ -188,7 +202,6 @@ class LoadRun:
 
     async def _call(self, member: Member[Any], i: int, due: float) -> None:
         clock = self.clock
-        self.recorder.sent(clock() - due)
         stub = self._stub(member.instance.address)
         metadata = self._auth
         if self.plan.correlation_prefix:
