@@ -1,5 +1,5 @@
-"""The broker over loopback gRPC: leases, lookups, health, watch, statuses (its servicer in-process);
-registering itself and exiting on SIGTERM (a real subprocess)."""
+"""The broker over loopback gRPC: leases, lookups, health, watch, statuses (its servicer in-process, on
+the local registry and on etcd); registering itself and exiting on SIGTERM (a real subprocess)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from etcd_cluster import store_backend, unique_prefix  # noqa: F401 (fixture)
 from service_process import ServiceProcess, start_service
 
+from runtime.services.broker.etcd_registry import EtcdRegistry
 from runtime.services.broker.registry import Registry
 from runtime.services.broker.servicer import BrokerServicer
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
@@ -46,33 +48,56 @@ def real_stub(broker: ServiceProcess) -> Iterator[broker_pb2_grpc.BrokerServiceS
 
 
 class InProcessBroker:
-    """The broker's servicer and lease expiry served in this process, as main() wires them."""
+    """The broker's servicer and lease expiry served in this process, as main() wires them: on the
+    local registry, or on the module's etcd member under a fresh key prefix."""
 
-    def __init__(self, aio_server) -> None:
+    def __init__(self, aio_server, etcd=None) -> None:
+        self.etcd: EtcdRegistry | None = None
+
         def add(server) -> None:
-            self.servicer = BrokerServicer(Registry())
+            if etcd is None:
+                self.servicer = BrokerServicer(Registry())
+            else:
+                self.etcd = EtcdRegistry(etcd, prefix=unique_prefix())
+                self.servicer = BrokerServicer(self.etcd)
             broker_pb2_grpc.add_BrokerServiceServicer_to_server(self.servicer, server)
             asyncio.get_running_loop().create_task(self.servicer.expire_leases(), name="broker-lease-expiry")
 
         self.server = aio_server(add)
+        self.server.run(self.servicer.registry.start())
+
+    def compact(self) -> None:
+        """etcd: compact its history up to now (the local registry keeps a bounded history itself)."""
+        if self.etcd is not None:
+            etcd = self.etcd
+
+            async def compact() -> None:
+                revision = await etcd._revision()
+                await etcd.session.call(lambda c: c.compact(revision))
+
+            self.server.run(compact())
 
     def stop(self) -> None:
         async def close() -> None:
             self.servicer.close()
+            await self.servicer.registry.close()
 
         self.server.run(close())
         self.server.stop()
 
 
 @pytest.fixture
-def stub(aio_server) -> Iterator[broker_pb2_grpc.BrokerServiceStub]:
+def inproc(aio_server, store_backend) -> Iterator[InProcessBroker]:  # noqa: F811 (the imported fixture)
+    broker = InProcessBroker(aio_server, store_backend.choice)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def stub(inproc: InProcessBroker) -> Iterator[broker_pb2_grpc.BrokerServiceStub]:
     """A stub on an in-process broker (the logic under test; the process is tested with ``real_stub``)."""
-    broker = InProcessBroker(aio_server)
-    try:
-        with grpc.insecure_channel(broker.server.address) as channel:
-            yield broker_pb2_grpc.BrokerServiceStub(channel)
-    finally:
-        broker.stop()
+    with grpc.insecure_channel(inproc.server.address) as channel:
+        yield broker_pb2_grpc.BrokerServiceStub(channel)
 
 
 def unique(service: str = "calc") -> str:
@@ -302,7 +327,7 @@ def test_unhealthy_hides_until_healthy(stub) -> None:
         watch.close()
 
 
-def test_watch_snapshot_live_resume_and_out_of_range(stub) -> None:
+def test_watch_snapshot_live_resume_and_out_of_range(stub, inproc) -> None:
     name = unique()
     stub.Register(broker_pb2.RegisterRequest(instance=instance(name, 1)), timeout=WAIT_S)
     watch = Watch(stub, name)
@@ -329,6 +354,7 @@ def test_watch_snapshot_live_resume_and_out_of_range(stub) -> None:
         ]
     finally:
         resumed.close()
+    inproc.compact()  # etcd keeps every revision until compacted; the local history is bounded
     stale = Watch(stub, name, from_revision=1)
     try:
         error = stale.error()

@@ -9,12 +9,15 @@ with RESOURCE_EXHAUSTED and told the revision to resume from, so it never misses
 Lookups hide UNHEALTHY instances; watches show every instance with its health (an UNHEALTHY one
 arrives as an UPDATED event), so a watcher decides itself what to do with it.
 The broker serves itself through the agent and lists itself in its own registry.
+
+The registry behind it is a RegistryBackend (runtime/services/broker/backend.py): in this process
+by default, etcd with ``store: etcd`` (runtime/services/broker/etcd_registry.py, which says why the
+broker and not each agent keeps the etcd lease); statuses and messages are the same on both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -22,16 +25,11 @@ from collections.abc import AsyncIterator
 import grpc
 
 from runtime.agent import Agent
+from runtime.agent.store_status import StoreStatusInterceptor
+from runtime.client.etcd import store_from_env
 from runtime.identity import BROKER_GRPC_SERVICE, Identity
-from runtime.services.broker.registry import (
-    SNAPSHOT_END,
-    Registry,
-    RegistryFull,
-    RevisionNotKept,
-    UnknownLease,
-    matches,
-    now_ms,
-)
+from runtime.services.broker.backend import RegistryBackend, WatchOverflow, as_backend, make_backend
+from runtime.services.broker.registry import Registry, RegistryFull, RevisionNotKept, UnknownLease
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 log = logging.getLogger("runtime.services.broker")
@@ -39,63 +37,41 @@ log = logging.getLogger("runtime.services.broker")
 WATCH_QUEUE_LIMIT = 1000
 EXPIRY_TICK_S = 0.05
 STREAM_LOST_GRACE_S = 0.05
-_CLOSED = object()
-
-
-class _Subscriber:
-    """One WatchServices stream: its name filter and its bounded queue of pending events."""
-
-    def __init__(self, name: str, limit: int) -> None:
-        self.name = name
-        self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=limit + 1)  # +1: room for _CLOSED
-        self.limit = limit
-        self.overflowed = False
-
-    def offer(self, event: broker_pb2.ServiceEvent) -> None:
-        if self.overflowed or not matches(event.instance, self.name):
-            return
-        if self.queue.qsize() >= self.limit:
-            self.overflowed = True  # the stream notices and ends; nothing is dropped silently
-            return
-        self.queue.put_nowait(event)
-
-    def close(self) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(_CLOSED)
 
 
 class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
-    """gRPC face of a Registry.
+    """gRPC face of a RegistryBackend (a plain Registry is served as the local store).
 
     Example:
         >>> servicer = BrokerServicer(Registry())
         >>> # broker_pb2_grpc.add_BrokerServiceServicer_to_server(servicer, server)
     """
 
-    def __init__(self, registry: Registry, *, watch_queue_limit: int = WATCH_QUEUE_LIMIT) -> None:
-        self.registry = registry
+    def __init__(
+        self, registry: Registry | RegistryBackend, *, watch_queue_limit: int = WATCH_QUEUE_LIMIT
+    ) -> None:
+        self.registry = as_backend(registry)
         self.watch_queue_limit = watch_queue_limit
-        self._subscribers: set[_Subscriber] = set()
-        registry.listeners.append(self._publish)
-
-    def _publish(self, event: broker_pb2.ServiceEvent) -> None:
-        for sub in list(self._subscribers):
-            sub.offer(event)
+        self._drops: set[asyncio.Task[bool]] = set()
 
     def close(self) -> None:
         """End every watch stream (cleanly: watchers resume elsewhere or later)."""
-        for sub in list(self._subscribers):
-            sub.close()
+        self.registry.close_watches()
 
     async def expire_leases(self) -> None:
         """Remove instances whose lease ran out, forever (run as a task)."""
         while True:
-            self.registry.expire()
+            await self.registry.expire()
             await asyncio.sleep(EXPIRY_TICK_S)
+
+    def _drop_later(self, lease_id: str) -> None:
+        task = asyncio.ensure_future(self.registry.drop_lease(lease_id, "keepalive stream lost"))
+        self._drops.add(task)  # held until done: a task nobody references may vanish
+        task.add_done_callback(self._drops.discard)
 
     async def Register(self, request: broker_pb2.RegisterRequest, context: grpc.aio.ServicerContext):
         try:
-            lease_id, ttl_ms, revision = self.registry.register(request.instance, request.ttl_ms)
+            lease_id, ttl_ms, revision = await self.registry.register(request.instance, request.ttl_ms)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except RegistryFull as exc:
@@ -119,7 +95,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                         grpc.StatusCode.INVALID_ARGUMENT, "lease_id is empty; send the id Register returned"
                     )
                 try:
-                    ttl_ms, expires_at = self.registry.keepalive(req.lease_id)
+                    ttl_ms, expires_at = await self.registry.keepalive(req.lease_id)
                 except UnknownLease:
                     await context.abort(
                         grpc.StatusCode.NOT_FOUND,
@@ -135,17 +111,17 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             # arrives: wait STREAM_LOST_GRACE_S so the removal carries the precise exit reason.
             loop = asyncio.get_running_loop()
             for lease_id in leases:
-                loop.call_later(
-                    STREAM_LOST_GRACE_S, self.registry.drop_lease, lease_id, "keepalive stream lost"
-                )
+                loop.call_later(STREAM_LOST_GRACE_S, self._drop_later, lease_id)
 
     async def Deregister(self, request: broker_pb2.DeregisterRequest, context: grpc.aio.ServicerContext):
         if not request.instance_id:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "instance_id is empty; say which instance leaves"
             )
-        removed = self.registry.deregister(request.instance_id, request.lease_id, request.reason)
-        return broker_pb2.DeregisterResponse(removed=removed, revision=self.registry.revision)
+        removed, revision = await self.registry.deregister(
+            request.instance_id, request.lease_id, request.reason
+        )
+        return broker_pb2.DeregisterResponse(removed=removed, revision=revision)
 
     async def LookupService(
         self, request: broker_pb2.LookupServiceRequest, context: grpc.aio.ServicerContext
@@ -158,13 +134,14 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             )
         # The seed's log line: "req-123 Lookup CalculatorService" (short name; the full one is metadata).
         log.info("Lookup %s", request.service_name.rsplit(".", 1)[-1], extra={"asked": request.service_name})
-        found = self.registry.lookup(request.service_name, request.role, request.include_unhealthy)
-        return broker_pb2.LookupServiceResponse(instances=found, revision=self.registry.revision)
+        found, revision = await self.registry.lookup(
+            request.service_name, request.role, request.include_unhealthy
+        )
+        return broker_pb2.LookupServiceResponse(instances=found, revision=revision)
 
     async def ListServices(self, request: broker_pb2.ListServicesRequest, context: grpc.aio.ServicerContext):
-        return broker_pb2.ListServicesResponse(
-            instances=self.registry.instances(), revision=self.registry.revision
-        )
+        instances, revision = await self.registry.instances()
+        return broker_pb2.ListServicesResponse(instances=instances, revision=revision)
 
     async def WatchServices(
         self, request: broker_pb2.WatchServicesRequest, context: grpc.aio.ServicerContext
@@ -174,49 +151,28 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"from_revision {start} is negative; use 0 or a revision"
             )
-        # Backlog and subscription are taken with no await in between, so no event falls in a gap.
-        if start == 0:
-            backlog = list(self.registry.snapshot_events(name))
-            backlog.append(
-                broker_pb2.ServiceEvent(
-                    type=SNAPSHOT_END, revision=self.registry.revision, timestamp=now_ms()
-                )
-            )
-        else:
-            try:
-                backlog = [ev for ev in self.registry.events_since(start) if matches(ev.instance, name)]
-            except RevisionNotKept as exc:
-                await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        sub = _Subscriber(name, self.watch_queue_limit)
-        self._subscribers.add(sub)
-        last = start or self.registry.revision
+        events = self.registry.watch(name, start, self.watch_queue_limit)
         try:
-            for event in backlog:
+            async for event in events:
                 yield event
-                last = event.revision
-            while True:
-                if sub.overflowed:
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"this watcher fell more than {sub.limit} events behind; "
-                        f"watch again with from_revision={last} to resume",
-                    )
-                item = await sub.queue.get()
-                if item is _CLOSED:
-                    return
-                assert isinstance(item, broker_pb2.ServiceEvent)
-                yield item
-                last = item.revision
+        except RevisionNotKept as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        except WatchOverflow as exc:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this watcher fell more than {exc.limit} events behind; "
+                f"watch again with from_revision={exc.last} to resume",
+            )
         finally:
-            self._subscribers.discard(sub)
+            await events.aclose()
 
     async def ReportExit(self, request: broker_pb2.ReportExitRequest, context: grpc.aio.ServicerContext):
         if not request.instance_id:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "instance_id is empty; say which instance exited"
             )
-        removed = self.registry.report_exit(request.instance_id, request.pid, request.reason)
-        return broker_pb2.ReportExitResponse(removed=removed, revision=self.registry.revision)
+        removed, revision = await self.registry.report_exit(request.instance_id, request.pid, request.reason)
+        return broker_pb2.ReportExitResponse(removed=removed, revision=revision)
 
     async def SetInstanceHealth(
         self, request: broker_pb2.SetInstanceHealthRequest, context: grpc.aio.ServicerContext
@@ -230,20 +186,26 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"state {request.state} is not a HealthState; use STARTING, HEALTHY, DEGRADED or UNHEALTHY",
             )
-        known = self.registry.set_health(request.instance_id, request.state, request.reason)
-        return broker_pb2.SetInstanceHealthResponse(known=known, revision=self.registry.revision)
+        known, revision = await self.registry.set_health(request.instance_id, request.state, request.reason)
+        return broker_pb2.SetInstanceHealthResponse(known=known, revision=revision)
 
 
 async def main() -> None:
     """Serve the broker until SIGTERM/SIGINT."""
-    registry = Registry()
+    registry = make_backend(store_from_env())
     # The broker is the one service that never registers elsewhere, whatever the environment says.
     identity = dataclasses.replace(Identity.from_env(default_service="broker"), broker_address="")
-    agent = Agent([BROKER_GRPC_SERVICE], default_service="broker", identity=identity)
+    agent = Agent(
+        [BROKER_GRPC_SERVICE],
+        default_service="broker",
+        identity=identity,
+        interceptors=[StoreStatusInterceptor()],
+    )
     servicer = BrokerServicer(registry)
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(servicer, agent.server)
     agent.bind()
-    registry.register(agent.instance(health_pb2.HEALTHY), permanent=True)
+    await registry.start()
+    await registry.register(agent.instance(health_pb2.HEALTHY), permanent=True)
     expiry = asyncio.create_task(servicer.expire_leases(), name="broker-lease-expiry")
     try:
         await agent.start()
@@ -252,3 +214,4 @@ async def main() -> None:
         servicer.close()
         expiry.cancel()
         await agent.stop()
+        await registry.close()
