@@ -12,9 +12,9 @@ from tiers import ProcessGuard, ProcessStartedOutsideIntegration, starts_process
 from runtime.lab import Lab
 
 
-def _item(func, fixtures: dict | None = None) -> SimpleNamespace:
-    """Just what starts_processes reads from a pytest item."""
-    defs = {name: [SimpleNamespace(func=f)] for name, f in (fixtures or {}).items()}
+def _item(func, fixtures: dict | None = None, params: list | None = None) -> SimpleNamespace:
+    """Just what starts_processes reads from a pytest item (``params``: of every fixture)."""
+    defs = {name: [SimpleNamespace(func=f, params=params)] for name, f in (fixtures or {}).items()}
     return SimpleNamespace(
         obj=func, fixturenames=list(defs), _fixtureinfo=SimpleNamespace(name2fixturedefs=defs)
     )
@@ -50,6 +50,13 @@ def test_pure_code_and_imports_inside_a_function_are_read_right() -> None:
         sp.run(["true"], check=False)
 
     assert starts_processes(_item(imports_inside))
+
+
+def test_a_fixture_that_marks_its_process_params_itself_is_left_to_those_marks() -> None:
+    backend = {"store_backend": lambda: _Helper().start()}  # starts a process for one param only
+    per_param = ["local", pytest.param("etcd", marks=pytest.mark.integration)]
+    assert not starts_processes(_item(lambda: None, backend, per_param))
+    assert starts_processes(_item(lambda: None, backend, ["local", "etcd"]))
 
 
 def test_the_guard_refuses_a_process_start_while_armed_and_remembers_it() -> None:

@@ -4,7 +4,9 @@
 remember the mark: ``starts_processes(item)`` reads the test function and its fixtures (and,
 through them, the helpers defined under tests/) and finds what starts a process there:
 
-* the fixtures named in ``PROCESS_FIXTURES`` (``lab_factory``);
+* the fixtures named in ``PROCESS_FIXTURES`` (``lab_factory``); a parametrized fixture whose
+  process-starting params carry the mark themselves (``pytest.param("etcd",
+  marks=pytest.mark.integration)``) is left to those marks;
 * ``subprocess``, ``multiprocessing``, ``asyncio.create_subprocess_*``, ``os.fork`` and friends;
 * modules whose job is starting processes (``STARTER_MODULES``: the lab launcher, the toolchain
   builder, Playwright's browser) and the ``Lab`` facade, whose ``up()`` starts a daemon;
@@ -88,9 +90,22 @@ def starts_processes(item: pytest.Item) -> bool:
     functions: list[Any] = [getattr(item, "obj", None)]
     info = getattr(item, "_fixtureinfo", None)
     for defs in getattr(info, "name2fixturedefs", {}).values():
-        functions += [d.func for d in defs]
+        functions += [d.func for d in defs if not _tier_per_param(d)]
     seen: set[int] = set()
     return any(_reaches_starter(f, seen) for f in functions if f is not None)
+
+
+def _tier_per_param(fixturedef: Any) -> bool:
+    """A parametrized fixture that marks its process-starting params ``integration`` itself.
+
+    E.g. ``params=["local", pytest.param("etcd", marks=pytest.mark.integration)]``: its body
+    starts etcd only for the marked param, so reading the body would put the local cases in the
+    integration tier too. Its params' marks decide instead (pytest applies them to each case).
+    """
+    return any(
+        any(getattr(mark, "name", "") == "integration" for mark in getattr(param, "marks", ()))
+        for param in getattr(fixturedef, "params", None) or ()
+    )
 
 
 def _reaches_starter(obj: Any, seen: set[int]) -> bool:
