@@ -1,6 +1,6 @@
 """lab.yaml parsed and validated with pydantic, one model per section of the file.
 
-    LabFile           the file itself: linger_s, services, jobs
+    LabFile           the file itself: linger_s, store (``store_env``), services, jobs
     ├── ServiceSpec   services.<name>     (start_limit: StartLimit)
     └── JobSpec       jobs.<name>
     LabConfig         a LabFile plus where it came from, and the start order (graphlib)
@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from runtime.errors import ConfigError
+from runtime.identity import ENV_STORE
 from runtime.liveness import DEFAULT_FAILURES, DEFAULT_PERIOD_S, DEFAULT_RESTART_AFTER_S, DEFAULT_TIMEOUT_S
 from runtime.supervisor.config_errors import KEY_FIELDS, config_error, problem, quote
 
@@ -193,12 +194,38 @@ class JobSpec(Section):
     requires: Requires = ()
 
 
+STORE_RULE = "use local, etcd (the lab's own etcd members) or {etcd: {endpoints: [HOST:PORT, ...]}}"
+
+
+def store_env(value: Any) -> str:
+    """A ``store:`` setting as the ``LAB_STORE`` value every service reads (runtime/client/etcd.py).
+
+    >>> store_env("etcd"), store_env({"etcd": {"endpoints": ["127.0.0.1:2379"]}})
+    ('etcd', 'etcd:127.0.0.1:2379')
+    """
+    if value in ("local", "etcd"):
+        return str(value)
+    if isinstance(value, dict) and set(value) == {"etcd"}:
+        body = value["etcd"] or {}
+        if isinstance(body, dict) and set(body) <= {"endpoints"}:
+            endpoints = body.get("endpoints") or []
+            if isinstance(endpoints, list) and all(
+                isinstance(e, str) and re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", e) for e in endpoints
+            ):
+                return "etcd:" + ",".join(endpoints) if endpoints else "etcd"
+    raise problem(f"{quote(value)} is not allowed; {STORE_RULE}")
+
+
+Store = Annotated[StrictStr, BeforeValidator(store_env), Field(description=STORE_RULE)]
+
+
 class LabFile(Section):
     """The top level of lab.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=False)
 
     linger_s: Number = Field(default=DEFAULT_LINGER_S, ge=0, description="a number of seconds >= 0")
+    store: Store = "local"
     services: dict[ServiceName, ServiceSpec] = Field(
         default_factory=dict, description="a mapping {name: {command: [...], ...}}"
     )
@@ -253,6 +280,7 @@ class LabConfig:
     linger_s: float = DEFAULT_LINGER_S
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     jobs: dict[str, JobSpec] = field(default_factory=dict)
+    store: str = "local"  # the LAB_STORE value every service gets (when not local)
 
     def start_levels(self) -> list[list[str]]:
         """Services grouped by dependency depth: level 0 depends on nothing, level n on < n.
@@ -308,12 +336,21 @@ def parse_config(data: Any, path: str) -> LabConfig:
         lab = LabFile.model_validate(data)
     except ValidationError as exc:
         raise config_error(path, exc, LabFile) from None
+    store = lab.store
+    services = dict(lab.services)
+    if store != "local":
+        # Every service learns the store from its environment (a service's own env: wins).
+        services = {
+            name: spec.model_copy(update={"env": {ENV_STORE: store, **spec.env}})
+            for name, spec in services.items()
+        }
     return LabConfig(
         path=path,
         project_root=str(Path(path).parent),
         linger_s=lab.linger_s,
-        services=dict(lab.services),
+        services=services,
         jobs=dict(lab.jobs),
+        store=store,
     )
 
 
