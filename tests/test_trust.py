@@ -145,7 +145,10 @@ def every_rpc(lab: LabDaemon) -> list[tuple[str, str, str, str]]:
 def test_lab_dir_is_0700_and_every_file_in_it_0600(lab: LabDaemon) -> None:
     lab_dir = lab.lab_dir
     # The logger, config and state services have their SQLite files open once they serve.
-    expected = {"supervisor.json", "supervisor.lock", "supervisor.log", "token", "logs.sqlite"}
+    expected = {"supervisor.json", "supervisor.lock", "supervisor.log", "token"}
+    expected |= {
+        f"{db}.sqlite{suffix}" for db in ("logs", "config", "state") for suffix in ("", "-wal", "-shm")
+    }
     names = {p.name for p in lab_dir.iterdir()}
     assert expected <= names, f"missing from {lab_dir}: {expected - names}"
     assert stat.S_IMODE(lab_dir.stat().st_mode) == 0o700
