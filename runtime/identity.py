@@ -142,6 +142,7 @@ AUTH_SCHEME = "Bearer"
 ENV_CORRELATION_ID = "LAB_CORRELATION_ID"
 
 READY_PREFIX = "READY port="
+READY_HTTP_KEY = "http="  # optional second field: the Connect (HTTP/1.1) port
 LOOPBACK = "127.0.0.1"
 
 # -- files in the lab directory (see the files table above) --
@@ -179,21 +180,43 @@ STATE_GRPC_SERVICE = _grpc_service(state_pb2.DESCRIPTOR, "StateService")
 SUPERVISOR_GRPC_SERVICE = _grpc_service(supervisor_pb2.DESCRIPTOR, "SupervisorService")
 
 
-def ready_line(port: int) -> str:
-    """The one line a child prints on stdout once it serves on ``port``."""
-    return f"{READY_PREFIX}{port}"
+def ready_line(port: int, http_port: int = 0) -> str:
+    """The one line a child prints on stdout once it serves on ``port`` (and HTTP on ``http_port``).
+
+    >>> ready_line(50051), ready_line(50051, 8080)
+    ('READY port=50051', 'READY port=50051 http=8080')
+    """
+    return f"{READY_PREFIX}{port}" + (f" {READY_HTTP_KEY}{http_port}" if http_port else "")
 
 
-def parse_ready_line(line: str) -> int | None:
-    """The port of a ``READY port=N`` line, or None for any other line."""
+def _ready_fields(line: str) -> dict[str, int] | None:
     text = line.strip()
     if not text.startswith(READY_PREFIX):
         return None
-    try:
-        port = int(text[len(READY_PREFIX) :])
-    except ValueError:
-        return None
-    return port if 0 < port < 65536 else None
+    fields: dict[str, int] = {}
+    for token in text[len("READY ") :].split():
+        key, _, value = token.partition("=")
+        try:
+            fields[key] = int(value)
+        except ValueError:
+            return None
+    return fields
+
+
+def _valid_port(port: int | None) -> int | None:
+    return port if port is not None and 0 < port < 65536 else None
+
+
+def parse_ready_line(line: str) -> int | None:
+    """The port of a ``READY port=N`` line (``http=M`` may follow), or None for any other line."""
+    fields = _ready_fields(line)
+    return None if fields is None else _valid_port(fields.get("port"))
+
+
+def parse_ready_http(line: str) -> int | None:
+    """The HTTP (Connect) port of a ``READY port=N http=M`` line, or None when it names none."""
+    fields = _ready_fields(line)
+    return None if fields is None else _valid_port(fields.get(READY_HTTP_KEY.rstrip("=")))
 
 
 # -- access: the rule every server applies (gRPC interceptors, Connect), decided alike everywhere --

@@ -49,6 +49,13 @@ def test_ready_line_round_trip():
     assert identity.parse_ready_line("READY port=0") is None  # not a port anyone can call
     assert identity.parse_ready_line("READY port=x") is None
     assert identity.parse_ready_line("listening on 50051") is None
+    # A service that also speaks Connect names its HTTP port second; readers of the port alone
+    # are not confused by it.
+    line = identity.ready_line(50051, 8080)
+    assert line == "READY port=50051 http=8080"
+    assert (identity.parse_ready_line(line), identity.parse_ready_http(line)) == (50051, 8080)
+    assert identity.parse_ready_http(identity.ready_line(50051)) is None
+    assert identity.parse_ready_http("READY port=1 http=99999") is None
 
 
 def test_every_generated_service_has_its_name_in_identity():
