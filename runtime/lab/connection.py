@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 
 from runtime.errors import ClientError, LabError, ServiceNotFound, ServiceUnavailable, UsageError, quote
 
@@ -104,10 +105,47 @@ def call(
 def message(cls: Callable[..., M], what: str, **fields: Any) -> M:
     """Build a request from a learner's arguments; a value of the wrong type is a ``UsageError``.
 
-    Protobuf refuses ``rps="100"`` with a TypeError; the learner gets the same words, as a
-    LabError that names the call, before anything is sent.
+    Protobuf refuses ``requests_per_second="100"`` with a bare TypeError; the learner gets a
+    LabError that names the call, the field, the value and what the field takes, before
+    anything is sent.
+
+    Example:
+        >>> from runtime.v1 import load_pb2
+        >>> message(load_pb2.LoadConfig, "load on 'calculator'", requests_per_second="100")
+        Traceback (most recent call last):
+        runtime.errors.UsageError: load on 'calculator': requests_per_second='100' is a str; it takes a whole number
     """
     try:
         return cls(**fields)
     except (TypeError, ValueError) as err:
+        for name, value in fields.items():
+            try:
+                cls(**{name: value})
+            except (TypeError, ValueError):
+                takes = _takes(cls, name)
+                raise UsageError(
+                    f"{what}: {name}={quote(value)} is a {type(value).__name__}; it takes {takes}"
+                ) from None
         raise UsageError(f"{what}: {quote(str(err))[1:-1]}") from None
+
+
+_TAKES = {
+    FieldDescriptor.CPPTYPE_INT32: "a whole number",
+    FieldDescriptor.CPPTYPE_INT64: "a whole number",
+    FieldDescriptor.CPPTYPE_UINT32: "a whole number >= 0",
+    FieldDescriptor.CPPTYPE_UINT64: "a whole number >= 0",
+    FieldDescriptor.CPPTYPE_DOUBLE: "a number",
+    FieldDescriptor.CPPTYPE_FLOAT: "a number",
+    FieldDescriptor.CPPTYPE_BOOL: "True or False",
+    FieldDescriptor.CPPTYPE_STRING: "text",
+    FieldDescriptor.CPPTYPE_ENUM: "one of its names",
+    FieldDescriptor.CPPTYPE_MESSAGE: "a message",
+}
+
+
+def _takes(cls: Any, name: str) -> str:
+    field = cls.DESCRIPTOR.fields_by_name.get(name)
+    if field is None:
+        return "no such field"
+    takes = _TAKES.get(field.cpp_type, "another type")
+    return f"a list of {takes}" if field.is_repeated else takes
