@@ -24,10 +24,10 @@ $(BUF): proto/package.json
 	touch $@
 
 ## Regenerate every committed stub from proto/ (DO NOT EDIT the output): Python in runtime/v1 and
-## calculator/v1, TypeScript types in calculator/node/src/generated. Tests fail when either is stale.
+## calculator/v1, TypeScript (protobuf-es) in calculator/node/src/gen. Tests fail when either is stale.
 gen: $(STAMP)
 	$(PY) proto/generate.py
-	cd calculator/node && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen-types
+	cd calculator/node && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen
 
 proto-lint: $(BUF)
 	cd proto && ./node_modules/.bin/buf lint

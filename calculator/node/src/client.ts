@@ -1,27 +1,25 @@
 // The TypeScript calculator client, a one-shot job:
 //   node dist/client.js <add|subtract|multiply|divide> <a> <b> [--correlation-id ID] [--timeout-s S]
 // It knows only the broker (LAB_BROKER_ADDR): it looks up calculator.v1.CalculatorService, picks
-// an instance, calls it with x-correlation-id, the lab's token (LAB_TOKEN, else LAB_DIR/token) and
-// a deadline, and writes JSON log lines.
+// an instance, calls it over gRPC (Connect for Node's gRPC transport) with x-correlation-id, the
+// lab's token (LAB_TOKEN, else LAB_DIR/token) and a deadline, and writes JSON log lines.
 // Exit codes: 0 result, 1 the call or the lookup failed, 2 bad usage / no broker address.
-import * as grpc from "@grpc/grpc-js";
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { CalculatorService } from "./gen/calculator/v1/calculator_pb";
+import { BrokerService, type ServiceInstance } from "./gen/runtime/v1/broker_pb";
+import { JsonLog } from "./jsonlog";
 import {
   CALCULATOR_SERVICE,
-  JsonLog,
+  CORRELATION_ENV,
   METHOD,
   OPS,
-  Op,
-  correlationMetadata,
-  deadlineIn,
+  type Op,
   formatNumber,
   identityFromEnv,
-  loadBroker,
-  loadCalculator,
   newCorrelationId,
   statusName,
 } from "./lab";
-import type { ServiceInstance__Output } from "./generated/runtime/v1/ServiceInstance";
-import type { AddResponse__Output } from "./generated/calculator/v1/AddResponse";
+import { grpcTransport } from "./transport";
 
 const LANGUAGE = "typescript";
 const DEFAULT_TIMEOUT_S = 5;
@@ -66,7 +64,7 @@ function parseArgs(argv: string[]): Args {
   }
   if (!(timeoutS > 0)) throw new UsageError("--timeout-s must be a positive number of seconds");
   // LAB_CORRELATION_ID: the one environment key a RunJob caller may set (runtime/identity.py).
-  const cid = correlationId || process.env.LAB_CORRELATION_ID || newCorrelationId();
+  const cid = correlationId || process.env[CORRELATION_ENV] || newCorrelationId();
   return { op: opText as Op, a, b, correlationId: cid, timeoutS };
 }
 
@@ -79,45 +77,26 @@ class CallFailed extends Error {
   }
 }
 
-function lookup(brokerAddress: string, cid: string, timeoutS: number): Promise<ServiceInstance__Output[]> {
-  const broker = new (loadBroker().runtime.v1.BrokerService)(brokerAddress, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    broker.LookupService(
-      { service_name: CALCULATOR_SERVICE },
-      correlationMetadata(cid),
-      { deadline: deadlineIn(timeoutS) },
-      (err, res) => {
-        broker.close();
-        if (err || !res) {
-          const code = err ? statusName(err.code) : "UNKNOWN";
-          // grpc-js appends an empty "Resolution note: " to connection errors; drop it.
-          const details = (err?.details ?? "no response").replace(/\.?\s*Resolution note:\s*$/, "");
-          reject(new CallFailed(code, `broker at ${brokerAddress} unreachable or failed: ${details}`));
-        } else {
-          resolve(res.instances);
-        }
-      },
-    );
-  });
+async function lookup(brokerAddress: string, args: Args): Promise<ServiceInstance[]> {
+  const broker = createClient(BrokerService, grpcTransport(brokerAddress, args.correlationId));
+  try {
+    const res = await broker.lookupService({ serviceName: CALCULATOR_SERVICE }, { timeoutMs: args.timeoutS * 1000 });
+    return res.instances;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    throw new CallFailed(statusName(e.code), `broker at ${brokerAddress} unreachable or failed: ${e.rawMessage}`);
+  }
 }
 
-function call(instance: ServiceInstance__Output, args: Args): Promise<AddResponse__Output> {
-  const Calculator = loadCalculator().calculator.v1.CalculatorService;
-  const client = new Calculator(instance.address, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    const done = (err: grpc.ServiceError | null, res?: AddResponse__Output) => {
-      client.close();
-      if (err || !res) reject(new CallFailed(err ? statusName(err.code) : "UNKNOWN", err?.details ?? "no response"));
-      else resolve(res);
-    };
+async function call(instance: ServiceInstance, args: Args) {
+  const calculator = createClient(CalculatorService, grpcTransport(instance.address, args.correlationId));
+  try {
     // The four methods share one shape (a, b) -> (result, served_by).
-    client[METHOD[args.op]](
-      { a: args.a, b: args.b },
-      correlationMetadata(args.correlationId),
-      { deadline: deadlineIn(args.timeoutS) },
-      done,
-    );
-  });
+    return await calculator[args.op]({ a: args.a, b: args.b }, { timeoutMs: args.timeoutS * 1000 });
+  } catch (err) {
+    const e = ConnectError.from(err);
+    throw new CallFailed(statusName(e.code), e.rawMessage);
+  }
 }
 
 async function main(): Promise<number> {
@@ -139,22 +118,22 @@ async function main(): Promise<number> {
   log.write("INFO", `Calling ${expr}`, cid, { op: args.op, a: args.a, b: args.b, broker: me.brokerAddress });
   const started = performance.now();
   try {
-    const instances = await lookup(me.brokerAddress, cid, args.timeoutS);
+    const instances = await lookup(me.brokerAddress, args);
     if (instances.length === 0) {
       throw new CallFailed("NOT_FOUND", `no instances of ${CALCULATOR_SERVICE} registered with the broker at ${me.brokerAddress}`);
     }
     const chosen = instances[Math.floor(Math.random() * instances.length)];
-    log.write("DEBUG", `picked ${chosen.instance_id} at ${chosen.address} of ${instances.length}`, cid, {
+    log.write("DEBUG", `picked ${chosen.instanceId} at ${chosen.address} of ${instances.length}`, cid, {
       instances: instances.length,
     });
     const res = await call(chosen, args);
     const elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
-    const servedBy = res.served_by ?? { instance_id: "", language: "", service_name: "" };
-    log.write("INFO", `Result: ${formatNumber(res.result)}`, cid, {
-      result: res.result,
-      served_by: servedBy,
-      elapsed_ms: elapsedMs,
-    });
+    const servedBy = {
+      instance_id: res.servedBy?.instanceId ?? "",
+      language: res.servedBy?.language ?? "",
+      service_name: res.servedBy?.serviceName ?? "",
+    };
+    log.write("INFO", `Result: ${formatNumber(res.result)}`, cid, { result: res.result, served_by: servedBy, elapsed_ms: elapsedMs });
     log.write("INFO", `${LANGUAGE} client called ${servedBy.language} server`, cid, {
       client_language: LANGUAGE,
       server_language: servedBy.language,
@@ -172,6 +151,5 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => {
-  process.exitCode = code;
-});
+// Exit at once: the HTTP/2 sessions the transports keep open must not hold a one-shot job alive.
+main().then((code) => process.exit(code));
