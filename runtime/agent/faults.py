@@ -38,13 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 
@@ -231,37 +228,6 @@ def _params_text(cfg: chaos_pb2.FaultConfig) -> str:
     }.get(cfg.type, "")
 
 
-class _FaultInterceptor(grpc.aio.ServerInterceptor):
-    """Runs ``FaultSet.apply`` before every unary call of the instance's own services."""
-
-    def __init__(self, faults: FaultSet) -> None:
-        self.faults = faults
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or handler.unary_unary is None or method.startswith(UNTOUCHED_PREFIXES):
-            return handler
-        inner = handler.unary_unary
-        faults = self.faults
-
-        async def faulty(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if faults.faults:  # the common case costs one dict check
-                await faults.apply(context, method)
-            result = inner(request, context)
-            return await result if inspect.isawaitable(result) else result
-
-        return grpc.unary_unary_rpc_method_handler(
-            faulty,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
 class FaultAgent:
     """Follows ``WatchFaults`` for this instance and applies the faults (see module docstring).
 
@@ -282,8 +248,10 @@ class FaultAgent:
         self._ttl_task: asyncio.Task[None] | None = None
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """The server interceptor that applies the faults."""
-        return [_FaultInterceptor(self.set)]
+        """A server interceptor that applies the faults (the agent's ``CallPath`` does more)."""
+        from runtime.agent.call_path import CallPath  # it imports this module
+
+        return [CallPath(faults=self.set)]
 
     async def start(self, broker_address: str) -> None:
         """Follow the chaos service in the background (found through ``broker_address``)."""

@@ -12,7 +12,8 @@ The health service is found through the broker (LookupService "runtime.v1.Health
 stream carries every report; when it breaks (the health service restarted) the reporter looks
 the service up again, reconnects and re-sends the current state.
 
-DEGRADED rule: the server interceptor times every unary call of the instance's own services.
+DEGRADED rule: the agent's call path (runtime/agent/call_path.py) times every unary call of the
+instance's own services, from the moment it reached the server to its handler's end.
 When the rolling p99 latency passes ``DEGRADED_P99_MS`` or more than ``DEGRADED_IN_FLIGHT`` calls
 run at once, a HEALTHY instance reports DEGRADED; it reports HEALTHY again only after both stay
 below ``RECOVER_RATIO`` of their thresholds for ``RECOVER_HOLD_S`` (hysteresis, so it does not flap).
@@ -24,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -58,9 +57,6 @@ MIN_SAMPLES = 20  # the p99 of a handful of calls is noise
 RULE_CHECK_INTERVAL_S = 0.25
 # grpc.health.v1 and reflection are the platform's calls, not the instance's work.
 UNTIMED_PREFIXES = ("/grpc.",)
-# A call whose handler never ran (cancelled while queued) is never finished: after this long it
-# no longer counts as in flight, so a lost call cannot keep an instance DEGRADED.
-OPEN_CALL_MAX_S = 60.0
 
 
 class DegradedRule:
@@ -87,42 +83,35 @@ class DegradedRule:
         self.recover_ratio = recover_ratio
         self.recover_hold_s = recover_hold_s
         self.window_s = window_s
-        self._open: Counter[float] = Counter()  # start time -> calls started then, still open
+        # In flight = handlers running. Counted by the agent's call path in a try/finally around
+        # the handler, so a call can never be left open (cancelled calls finish too).
+        self._running = 0
         self._samples: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES_MAX)
         self.degraded = False
         self.reason = ""
         self._calm_since: float | None = None
+        self.calls = 0  # unary calls timed so far (benchmarks divide CPU time by it)
 
     @property
     def in_flight(self) -> int:
-        """Calls started and not finished (a call open longer than OPEN_CALL_MAX_S counts as lost)."""
-        cutoff = time.monotonic() - OPEN_CALL_MAX_S
-        for t in [t for t in self._open if t < cutoff]:
-            del self._open[t]
-        return sum(self._open.values())
+        """Calls whose handler is running now."""
+        return self._running
 
     def started(self) -> float:
-        """A call began; returns its start time for ``finished``."""
-        t = time.monotonic()
-        self._open[t] += 1
-        return t
+        """A call's handler began; returns the time, for ``finished``."""
+        self._running += 1
+        return time.monotonic()
 
     def abandoned(self, started: float) -> None:
-        """A call counted by ``started`` turned out not to be timed (a stream): uncount it."""
-        self._close(started)
+        """A call counted by ``started`` turned out not to be timed: uncount it."""
+        self._running = max(0, self._running - 1)
 
     def finished(self, started: float, *, now: float | None = None, latency_ms: float | None = None) -> None:
-        """A call ended."""
+        """A call ended; its latency counts from ``started`` (the agent passes when it arrived)."""
         now = time.monotonic() if now is None else now
-        self._close(started)
+        self.calls += 1
+        self._running = max(0, self._running - 1)
         self._samples.append((now, (now - started) * 1000 if latency_ms is None else latency_ms))
-
-    def _close(self, started: float) -> None:
-        n = self._open.get(started, 0)
-        if n > 1:
-            self._open[started] = n - 1
-        elif n == 1:
-            del self._open[started]
 
     def p99(self, now: float) -> float:
         """p99 latency (ms) of the calls that ended within the window (0 with too few calls)."""
@@ -165,48 +154,6 @@ class DegradedRule:
         return self.degraded, self.reason
 
 
-class _TimingInterceptor(grpc.aio.ServerInterceptor):
-    """Feeds every unary call's latency and the in-flight count to a DegradedRule."""
-
-    def __init__(self, rule: DegradedRule) -> None:
-        self.rule = rule
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method or ""
-        if method.startswith(UNTIMED_PREFIXES):
-            return await continuation(handler_call_details)
-        rule = self.rule
-        # The clock starts when the call reaches the server, not when its handler runs: under load
-        # calls queue before their handler, and that wait is what clients feel.
-        started = rule.started()
-        try:
-            handler = await continuation(handler_call_details)
-        except BaseException:
-            rule.abandoned(started)
-            raise
-        if handler is None or handler.unary_unary is None:
-            rule.abandoned(started)  # streams are not timed: they last as long as they like
-            return handler
-        inner = handler.unary_unary
-
-        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                result = inner(request, context)
-                return await result if inspect.isawaitable(result) else result
-            finally:
-                rule.finished(started)
-
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
 class HealthReporter:
     """Reports STARTING / HEALTHY / DEGRADED / final states of one instance.
 
@@ -244,8 +191,10 @@ class HealthReporter:
         self.reports_sent = 0
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Server interceptors that feed the DEGRADED rule."""
-        return [_TimingInterceptor(self.rule)]
+        """A server interceptor that feeds the DEGRADED rule (the agent's ``CallPath`` does more)."""
+        from runtime.agent.call_path import CallPath  # it imports this module
+
+        return [CallPath(rule=self.rule)]
 
     async def start(self) -> None:
         """Report STARTING and keep reporting in the background."""

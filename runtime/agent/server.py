@@ -9,9 +9,10 @@
 
 Every RPC but grpc.health.v1 and reflection needs the lab's token (runtime/client/auth.py).
 
-Start: bind 127.0.0.1:LAB_PORT (0 = any port), serve grpc.health.v1 and server reflection, print
-``READY port=N``, start the health reporter, register with the broker (lease + keepalive in the
-background), report HEALTHY. Stop (SIGTERM/SIGINT): NOT_SERVING, final health report, deregister,
+Start: bind 127.0.0.1:LAB_PORT (0 = any port), serve grpc.health.v1 and server reflection (and
+the servicers given to ``agent.http`` over Connect on a second port), register with the broker
+(lease + keepalive in the background), print ``READY port=N`` (``http=M`` with Connect), start
+the health reporter, report HEALTHY. Stop (SIGTERM/SIGINT): NOT_SERVING, final health report, deregister,
 drain for STOP_GRACE_S, detach the log handler.
 """
 
@@ -31,12 +32,21 @@ from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from runtime.agent import log_handler
+from runtime.agent.call_path import CallPath
 from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
+from runtime.agent.http import AgentHttp
+from runtime.agent.profiler import Profile
 from runtime.agent.registration import Registration
 from runtime.agent.settings import AgentSettings
-from runtime.client import auth, correlation
-from runtime.identity import BROKER_GRPC_SERVICE, ENV_PORT_STRICT, LOOPBACK, Identity, ready_line
+from runtime.identity import (
+    BROKER_GRPC_SERVICE,
+    ENV_PORT_STRICT,
+    HTTP_METADATA_KEY,
+    LOOPBACK,
+    Identity,
+    ready_line,
+)
 from runtime.v1 import broker_pb2, health_pb2
 
 log = logging.getLogger("runtime.agent")
@@ -84,19 +94,15 @@ class Agent:
             broker_address=self.identity.broker_address,
             rule=self.settings.degraded_rule(),
         )
-        chain: list[grpc.aio.ServerInterceptor] = []
-        # First: a call without the lab's token is refused before it is timed, faulted or logged.
-        token_check = auth.server_interceptor(lab_dir=self.identity.lab_dir or None)
-        if token_check is not None:
-            chain.append(token_check)
-        server_interceptor = correlation.server_interceptor()
-        if server_interceptor is not None:
-            chain.append(server_interceptor)
-        chain += self.health.interceptors()
-        # Inside the timing interceptor: injected delays count in the DEGRADED rule's latency.
         self.faults = FaultAgent(self.identity)
-        chain += self.faults.interceptors()
-        chain += list(interceptors)
+        self.http = AgentHttp(self.identity)  # Connect beside gRPC, for the servicers given to it
+        # One interceptor for the whole per-call path (runtime/agent/call_path.py): a call without
+        # the lab's token is refused before it is timed, faulted or logged; injected delays count
+        # in the DEGRADED rule's latency. A service's own interceptors run after it.
+        self.call_path = CallPath.for_lab(
+            self.identity.lab_dir or None, rule=self.health.rule, faults=self.faults.set, cache=not interceptors
+        )
+        chain: list[grpc.aio.ServerInterceptor] = [self.call_path, *interceptors]
         self.server: grpc.aio.Server = grpc.aio.server(interceptors=chain, options=SERVER_OPTIONS)
         self._grpc_health = grpc_health.aio.HealthServicer()
         self._registration: Registration | None = None
@@ -105,6 +111,7 @@ class Agent:
         self._started = False
         self._stopped = False
         self._signals_caught = False
+        self._profile = Profile.from_env(name=self.identity.instance_id)  # LAB_CPROFILE_DIR: benchmarks
 
     def _exit_if_orphaned(self) -> None:
         # The supervisor arms the parent-death signal, but it may have died before we were forked.
@@ -171,16 +178,21 @@ class Agent:
         await self.server.start()
         self._started = True
         self._state = health_pb2.HEALTHY  # we serve from here on; the broker lists us as such
+        http_port = await self.http.start()
+        if http_port:
+            self.metadata[HTTP_METADATA_KEY] = f"{LOOPBACK}:{http_port}"
         if self.identity.broker_address:
             # Register before READY, so "RUNNING" at the supervisor means "discoverable" too:
             # a client that calls right after Lab.up() returns finds this instance.
             self._registration = Registration(self.identity.broker_address, self.instance)
             await self._registration.start()
-        print(ready_line(port), flush=True)
+        print(ready_line(port, http_port), flush=True)
         await self.health.start()
         self.health.set(health_pb2.HEALTHY, "serving")
         await self.faults.start(self.health.broker_address)
         log.info("%s serving on %s", self.identity.instance_id, self.address)
+        if self._profile is not None:
+            self._profile.start()
         return port
 
     def request_stop(self) -> None:
@@ -216,6 +228,8 @@ class Agent:
         self._stopped = True
         log.info("%s stopping: %s", self.identity.instance_id, reason)
         self._state = health_pb2.UNHEALTHY
+        if self._profile is not None:
+            self._profile.stop(calls=self.health.rule.calls)
         await self.faults.close()  # no injected delay or error while draining
         steps = []
         if self._started:
@@ -226,6 +240,7 @@ class Agent:
         # Side by side: the whole stop must fit in the supervisor's stop grace (lab.yaml stop_grace_s).
         await asyncio.gather(*steps)
         await self.server.stop(grace=STOP_GRACE_S)
+        await self.http.stop()
         self._release_signals()
         log_handler.uninstall(self._log_handler, timeout_s=LOG_FLUSH_TIMEOUT_S)
 

@@ -324,15 +324,20 @@ class TokenCheck(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if refusal is None or handler is None:
             return handler  # None: an unknown method is UNIMPLEMENTED for anyone
-        deny = _deny(refusal)
-        # The refusal's shape must match the method's, or grpc would mis-handle the stream.
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(deny)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(deny)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(deny)
-        return grpc.stream_stream_rpc_method_handler(deny)
+        return refusing_handler(handler, refusal)
+
+
+def refusing_handler(handler: grpc.RpcMethodHandler, refusal: str) -> grpc.RpcMethodHandler:
+    """A handler of ``handler``'s shape that answers UNAUTHENTICATED ``refusal`` (request unread)."""
+    deny = _deny(refusal)
+    # The refusal's shape must match the method's, or grpc would mis-handle the stream.
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(deny)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    return grpc.stream_stream_rpc_method_handler(deny)
 
 
 def server_interceptor(token: str | None = None, *, lab_dir: str | None = None) -> TokenCheck | None:
