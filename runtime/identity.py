@@ -143,6 +143,8 @@ ENV_CORRELATION_ID = "LAB_CORRELATION_ID"
 
 READY_PREFIX = "READY port="
 READY_HTTP_KEY = "http="  # optional second field: the Connect (HTTP/1.1) port
+HTTP_METADATA_KEY = "http"  # broker metadata: "127.0.0.1:PORT" of an instance's Connect port
+WEB_SERVICE = "web"  # the lab service that serves the web page; its origins may call over CORS
 LOOPBACK = "127.0.0.1"
 
 # -- files in the lab directory (see the files table above) --

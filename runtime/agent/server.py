@@ -9,9 +9,10 @@
 
 Every RPC but grpc.health.v1 and reflection needs the lab's token (runtime/client/auth.py).
 
-Start: bind 127.0.0.1:LAB_PORT (0 = any port), serve grpc.health.v1 and server reflection, print
-``READY port=N``, start the health reporter, register with the broker (lease + keepalive in the
-background), report HEALTHY. Stop (SIGTERM/SIGINT): NOT_SERVING, final health report, deregister,
+Start: bind 127.0.0.1:LAB_PORT (0 = any port), serve grpc.health.v1 and server reflection (and
+the servicers given to ``agent.http`` over Connect on a second port), register with the broker
+(lease + keepalive in the background), print ``READY port=N`` (``http=M`` with Connect), start
+the health reporter, report HEALTHY. Stop (SIGTERM/SIGINT): NOT_SERVING, final health report, deregister,
 drain for STOP_GRACE_S, detach the log handler.
 """
 
@@ -34,10 +35,18 @@ from runtime.agent import log_handler
 from runtime.agent.call_path import CallPath
 from runtime.agent.faults import FaultAgent
 from runtime.agent.health_reporter import HealthReporter
+from runtime.agent.http import AgentHttp
 from runtime.agent.profiler import Profile
 from runtime.agent.registration import Registration
 from runtime.agent.settings import AgentSettings
-from runtime.identity import BROKER_GRPC_SERVICE, ENV_PORT_STRICT, LOOPBACK, Identity, ready_line
+from runtime.identity import (
+    BROKER_GRPC_SERVICE,
+    ENV_PORT_STRICT,
+    HTTP_METADATA_KEY,
+    LOOPBACK,
+    Identity,
+    ready_line,
+)
 from runtime.v1 import broker_pb2, health_pb2
 
 log = logging.getLogger("runtime.agent")
@@ -86,6 +95,7 @@ class Agent:
             rule=self.settings.degraded_rule(),
         )
         self.faults = FaultAgent(self.identity)
+        self.http = AgentHttp(self.identity)  # Connect beside gRPC, for the servicers given to it
         # One interceptor for the whole per-call path (runtime/agent/call_path.py): a call without
         # the lab's token is refused before it is timed, faulted or logged; injected delays count
         # in the DEGRADED rule's latency. A service's own interceptors run after it.
@@ -168,12 +178,15 @@ class Agent:
         await self.server.start()
         self._started = True
         self._state = health_pb2.HEALTHY  # we serve from here on; the broker lists us as such
+        http_port = await self.http.start()
+        if http_port:
+            self.metadata[HTTP_METADATA_KEY] = f"{LOOPBACK}:{http_port}"
         if self.identity.broker_address:
             # Register before READY, so "RUNNING" at the supervisor means "discoverable" too:
             # a client that calls right after Lab.up() returns finds this instance.
             self._registration = Registration(self.identity.broker_address, self.instance)
             await self._registration.start()
-        print(ready_line(port), flush=True)
+        print(ready_line(port, http_port), flush=True)
         await self.health.start()
         self.health.set(health_pb2.HEALTHY, "serving")
         await self.faults.start(self.health.broker_address)
@@ -227,6 +240,7 @@ class Agent:
         # Side by side: the whole stop must fit in the supervisor's stop grace (lab.yaml stop_grace_s).
         await asyncio.gather(*steps)
         await self.server.stop(grace=STOP_GRACE_S)
+        await self.http.stop()
         self._release_signals()
         log_handler.uninstall(self._log_handler, timeout_s=LOG_FLUSH_TIMEOUT_S)
 

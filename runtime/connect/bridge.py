@@ -162,8 +162,9 @@ def connect_app(
     return ServicerApp(servicer, service, interceptors)
 
 
-def mount(apps: Mapping[str, Any]) -> Callable[..., Any]:
-    """One ASGI app routing ``/pkg.Service/...`` to the app of that service (404 otherwise)."""
+def mount(apps: Mapping[str, Any], fallback: Any = None) -> Callable[..., Any]:
+    """One ASGI app routing ``/pkg.Service/...`` to the app of that service, anything else to
+    ``fallback`` (the web page's files), or 404."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -176,7 +177,7 @@ def mount(apps: Mapping[str, Any]) -> Callable[..., Any]:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         prefix = "/" + scope.get("path", "").lstrip("/").split("/", 1)[0]
-        target = apps.get(prefix)
+        target = apps.get(prefix, fallback)
         if target is None:
             body = f"no service at {scope.get('path', '')[:200]}; this port serves {', '.join(apps)}".encode()
             await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})

@@ -14,8 +14,8 @@ import pandas as pd
 from runtime.v1 import broker_pb2, health_pb2, supervisor_pb2
 
 STATUS_COLUMNS = [
-    "service", "instance", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb",
-    "language", "last_exit_reason", "responding", "liveness",
+    "service", "instance", "pid", "state", "restarts", "port", "http_port", "uptime_s", "cpu_percent",
+    "rss_mb", "language", "last_exit_reason", "responding", "liveness",
 ]  # fmt: skip
 EVENT_COLUMNS = [
     "time",
@@ -53,6 +53,7 @@ def status_frame(processes: Iterable[supervisor_pb2.ProcessInfo]) -> pd.DataFram
             "state": enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_"),
             "restarts": p.restarts,
             "port": p.port or None,
+            "http_port": p.http_port or None,  # Connect (HTTP/1.1): curl and the web page
             "uptime_s": round(p.uptime_s, 1),
             "cpu_percent": round(p.cpu_percent, 1),
             "rss_mb": round(p.rss_mb, 1),
@@ -64,7 +65,7 @@ def status_frame(processes: Iterable[supervisor_pb2.ProcessInfo]) -> pd.DataFram
         }
         for p in processes
     ]
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS).astype({"pid": "Int64", "port": "Int64"})
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS).astype({"pid": "Int64", "port": "Int64", "http_port": "Int64"})
 
 
 def events_frame(events: Iterable[supervisor_pb2.ProcessEvent]) -> pd.DataFrame:

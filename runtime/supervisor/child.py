@@ -63,9 +63,9 @@ class ChildReport:
     on_exit: Callable[..., None]
     on_output: OutputCallback | None = None
 
-    def ready(self, port: int, healthy: bool) -> None:
-        """It printed ``READY port=N``; ``healthy``: grpc.health.v1 confirmed SERVING."""
-        self.post(self.on_ready, self.inst, self.generation, port, healthy)
+    def ready(self, port: int, healthy: bool, http_port: int = 0) -> None:
+        """It printed ``READY port=N`` (``http=M``); ``healthy``: grpc.health.v1 confirmed SERVING."""
+        self.post(self.on_ready, self.inst, self.generation, port, healthy, http_port)
 
     def ready_timeout(self, what: str) -> None:
         """It did not become ready in time (``what`` says which part was missing)."""

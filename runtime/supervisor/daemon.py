@@ -37,7 +37,9 @@ from typing import IO, Any
 import grpc
 
 from runtime.client.auth import server_interceptor, token_path
-from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK
+from runtime.connect import ConnectServer, connect_app, mount
+from runtime.connect.access import CachedOrigins, guard, web_origins
+from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK, SUPERVISOR_GRPC_SERVICE, WEB_SERVICE
 from runtime.supervisor.config import LabConfig
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
@@ -173,6 +175,7 @@ class Daemon:
         self.token = token or os.environ.get(ENV_TOKEN, "")
         self.pid = os.getpid()
         self.address = ""
+        self.connect_address = ""  # the SupervisorService over Connect (HTTP/1.1)
         self.started_at_ms = time.time_ns() // 1_000_000
         self.manager = Manager(config, lab_dir=self.lab_dir, on_output=on_output)
         self.jobs = JobRunner(self.manager)
@@ -206,7 +209,8 @@ class Daemon:
             interceptors=[token_check] if token_check is not None else None,
             options=[("grpc.so_reuseport", 0)],
         )
-        pb_grpc.add_SupervisorServiceServicer_to_server(SupervisorServicer(self), server)
+        servicer = SupervisorServicer(self)
+        pb_grpc.add_SupervisorServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port(f"{LOOPBACK}:0")
         if port == 0:
             raise OSError(
@@ -215,11 +219,28 @@ class Daemon:
         await server.start()
         self.address = f"{LOOPBACK}:{port}"
         self.manager.supervisor_address = self.address
+        # The same servicer over Connect, for curl and the lab's web page (runtime/connect).
+        connect = ConnectServer(
+            guard(
+                mount(
+                    {
+                        f"/{SUPERVISOR_GRPC_SERVICE}": connect_app(
+                            servicer, pb.DESCRIPTOR.services_by_name["SupervisorService"]
+                        )
+                    }
+                ),
+                token=self.token,
+                lab_dir=self.lab_dir,
+                origins=CachedOrigins(self._web_origins),
+            )
+        )
+        self.connect_address = f"{LOOPBACK}:{await connect.start()}"
         for signame in ("SIGTERM", "SIGINT"):
             loop.add_signal_handler(getattr(signal, signame), self._on_signal, signame)
         info = {
             "pid": self.pid,
             "address": self.address,
+            "connect_address": self.connect_address,
             "lab_dir": self.lab_dir,
             "config": self.config.path,
             "project_root": self.config.project_root,
@@ -248,6 +269,7 @@ class Daemon:
             for task in helpers:
                 task.cancel()
             await server.stop(SERVER_STOP_GRACE_S)
+            await connect.stop()
             manager_task.cancel()
             await asyncio.gather(manager_task, *helpers, return_exceptions=True)
             keeper.close()
@@ -258,6 +280,10 @@ class Daemon:
             except OSError as exc:  # e.g. someone put a directory there: exit cleanly anyway
                 _log.warning("could not remove %s: %s", INFO_FILE, exc)
         return 0
+
+    async def _web_origins(self) -> set[str]:
+        # The lab's own web page may call over CORS: the origins of its `web` instances.
+        return web_origins(i.http_port for i in self.manager.select() if i.service == WEB_SERVICE)
 
     def _on_signal(self, signame: str) -> None:
         self._signals += 1

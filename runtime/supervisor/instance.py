@@ -37,6 +37,7 @@ class Instance:
     state: int = pb.PROCESS_STATE_STOPPED
     pid: int = 0
     port: int = 0
+    http_port: int = 0  # Connect (HTTP/1.1), from the READY line's http=M; 0: gRPC only
     restarts: int = 0
     started_at_ms: int = 0
     started_mono: float = 0.0
@@ -99,6 +100,7 @@ class Instance:
             state=self.state,  # type: ignore[arg-type]
             restarts=self.restarts,
             port=self.port,
+            http_port=self.http_port,
             uptime_s=round(up, 3),
             cpu_percent=self.cpu_percent if self.alive else 0.0,
             rss_mb=self.rss_mb if self.alive else 0.0,

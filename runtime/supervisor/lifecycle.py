@@ -273,7 +273,7 @@ class Lifecycle:
         )
         self._wake_waiting()
 
-    def _on_ready(self, inst: Instance, generation: int, port: int, healthy: bool) -> None:
+    def _on_ready(self, inst: Instance, generation: int, port: int, healthy: bool, http_port: int = 0) -> None:
         if generation != inst.generation or inst.state not in (
             _K.PROCESS_STATE_STARTING,
             _K.PROCESS_STATE_RUNNING,
@@ -285,6 +285,7 @@ class Lifecycle:
             return
         inst.state = _K.PROCESS_STATE_RUNNING
         inst.port = port
+        inst.http_port = http_port
         if self._probe_liveness:
             self.liveness.watch(inst)
         if inst.service == BROKER_SERVICE:

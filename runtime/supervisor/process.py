@@ -21,7 +21,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from runtime.identity import LOOPBACK, parse_ready_line
+from runtime.identity import LOOPBACK, parse_ready_http, parse_ready_line
 from runtime.supervisor.child import ChildReport
 from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.output import LINE_LIMIT, read_lines
@@ -105,6 +105,7 @@ class ChildWatch:
         self.pid = proc.pid
         self.report = report
         self._ready_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._http_port = 0
 
     async def run(self) -> None:
         """Watch until the child exits and its output is drained, then report the exit."""
@@ -127,6 +128,7 @@ class ChildWatch:
         if stream == "stdout" and not self._ready_port.done():
             port = parse_ready_line(text)
             if port is not None:
+                self._http_port = parse_ready_http(text) or 0
                 self._ready_port.set_result(port)
         self.report.output(self.pid, stream, ts_ms, text)
 
@@ -146,11 +148,11 @@ class ChildWatch:
             self.report.ready_timeout(f"{what} within {spec.ready_timeout_s:g}s")
             return
         healthy = spec.health_check
-        self.report.ready(port, healthy)
+        self.report.ready(port, healthy, self._http_port)
         if not healthy and time.monotonic() < deadline:
             # Not confirmed by policy, but `depends_on: healthy` may want to know.
             if await check_serving(port):
-                self.report.ready(port, True)
+                self.report.ready(port, True, self._http_port)
 
 
 class ProcessChild:

@@ -74,6 +74,7 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
             linger_s=d.leases.linger_s,
             shutting_down=d.shutting_down,
             project_root=d.config.project_root,
+            connect_address=d.connect_address,
         )
 
     async def ListProcesses(self, request: pb.ListProcessesRequest, context: Any) -> pb.ListProcessesResponse:

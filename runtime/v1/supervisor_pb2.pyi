@@ -64,7 +64,7 @@ PROCESS_EVENT_KIND_NOT_RESPONDING: ProcessEventKind
 PROCESS_EVENT_KIND_RESPONDING: ProcessEventKind
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("service", "instance_id", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb", "exit_code", "last_exit_reason", "next_start_at", "language", "command", "started_at", "liveness", "not_responding", "liveness_reason")
+    __slots__ = ("service", "instance_id", "pid", "state", "restarts", "port", "uptime_s", "cpu_percent", "rss_mb", "exit_code", "last_exit_reason", "next_start_at", "language", "command", "started_at", "liveness", "not_responding", "liveness_reason", "http_port")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class ProcessInfo(_message.Message):
     LIVENESS_FIELD_NUMBER: _ClassVar[int]
     NOT_RESPONDING_FIELD_NUMBER: _ClassVar[int]
     LIVENESS_REASON_FIELD_NUMBER: _ClassVar[int]
+    HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
     service: str
     instance_id: str
     pid: int
@@ -101,7 +102,8 @@ class ProcessInfo(_message.Message):
     liveness: LivenessSettings
     not_responding: bool
     liveness_reason: str
-    def __init__(self, service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., restarts: _Optional[int] = ..., port: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., rss_mb: _Optional[float] = ..., exit_code: _Optional[int] = ..., last_exit_reason: _Optional[str] = ..., next_start_at: _Optional[int] = ..., language: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., started_at: _Optional[int] = ..., liveness: _Optional[_Union[LivenessSettings, _Mapping]] = ..., not_responding: _Optional[bool] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
+    http_port: int
+    def __init__(self, service: _Optional[str] = ..., instance_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., restarts: _Optional[int] = ..., port: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., rss_mb: _Optional[float] = ..., exit_code: _Optional[int] = ..., last_exit_reason: _Optional[str] = ..., next_start_at: _Optional[int] = ..., language: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., started_at: _Optional[int] = ..., liveness: _Optional[_Union[LivenessSettings, _Mapping]] = ..., not_responding: _Optional[bool] = ..., liveness_reason: _Optional[str] = ..., http_port: _Optional[int] = ...) -> None: ...
 
 class LivenessSettings(_message.Message):
     __slots__ = ("period_s", "timeout_s", "failures", "restart_after_s")
@@ -150,7 +152,7 @@ class GetLabInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetLabInfoResponse(_message.Message):
-    __slots__ = ("lab_dir", "config_path", "pid", "address", "broker_address", "started_at", "leases", "linger_s", "shutting_down", "project_root")
+    __slots__ = ("lab_dir", "config_path", "pid", "address", "broker_address", "started_at", "leases", "linger_s", "shutting_down", "project_root", "connect_address")
     LAB_DIR_FIELD_NUMBER: _ClassVar[int]
     CONFIG_PATH_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class GetLabInfoResponse(_message.Message):
     LINGER_S_FIELD_NUMBER: _ClassVar[int]
     SHUTTING_DOWN_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ROOT_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     lab_dir: str
     config_path: str
     pid: int
@@ -171,7 +174,8 @@ class GetLabInfoResponse(_message.Message):
     linger_s: float
     shutting_down: bool
     project_root: str
-    def __init__(self, lab_dir: _Optional[str] = ..., config_path: _Optional[str] = ..., pid: _Optional[int] = ..., address: _Optional[str] = ..., broker_address: _Optional[str] = ..., started_at: _Optional[int] = ..., leases: _Optional[int] = ..., linger_s: _Optional[float] = ..., shutting_down: _Optional[bool] = ..., project_root: _Optional[str] = ...) -> None: ...
+    connect_address: str
+    def __init__(self, lab_dir: _Optional[str] = ..., config_path: _Optional[str] = ..., pid: _Optional[int] = ..., address: _Optional[str] = ..., broker_address: _Optional[str] = ..., started_at: _Optional[int] = ..., leases: _Optional[int] = ..., linger_s: _Optional[float] = ..., shutting_down: _Optional[bool] = ..., project_root: _Optional[str] = ..., connect_address: _Optional[str] = ...) -> None: ...
 
 class ListProcessesRequest(_message.Message):
     __slots__ = ("service",)

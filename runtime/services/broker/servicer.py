@@ -203,6 +203,7 @@ async def main() -> None:
     )
     servicer = BrokerServicer(registry)
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(servicer, agent.server)
+    agent.http.serve(servicer, BROKER_GRPC_SERVICE)  # and over Connect
     agent.bind()
     await registry.start()
     await registry.register(agent.instance(health_pb2.HEALTHY), permanent=True)

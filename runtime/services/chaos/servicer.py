@@ -266,6 +266,7 @@ async def main() -> None:
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel) if channel is not None else None
     servicer = ChaosServicer(agent.identity, stub)
     chaos_pb2_grpc.add_ChaosServiceServicer_to_server(servicer, agent.server)
+    agent.http.serve(servicer, CHAOS_GRPC_SERVICE)  # and over Connect
     servicer.start()
     try:
         await agent.start()

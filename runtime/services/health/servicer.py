@@ -254,6 +254,7 @@ async def main() -> None:
     agent = Agent([HEALTH_GRPC_SERVICE], default_service="health")
     service = HealthService()
     health_pb2_grpc.add_HealthServiceServicer_to_server(service.servicer, agent.server)
+    agent.http.serve(service.servicer, HEALTH_GRPC_SERVICE)  # and over Connect (curl, the web page)
     service.start(agent.identity)
     try:
         await agent.start()

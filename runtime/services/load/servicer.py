@@ -198,6 +198,7 @@ async def main() -> None:
     agent = Agent([LOADGEN_GRPC_SERVICE], default_service=SERVICE_NAME)
     service = LoadGenerator(agent.identity.broker_address, LoadSettings.from_env())
     load_pb2_grpc.add_LoadGeneratorServiceServicer_to_server(service, agent.server)
+    agent.http.serve(service, LOADGEN_GRPC_SERVICE)  # and over Connect
     try:
         await agent.start()
         # What exists now (modules, the server) lives as long as the process: keep it out of the

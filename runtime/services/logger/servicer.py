@@ -167,6 +167,7 @@ async def main() -> None:
     try:
         agent = Agent([LOGGER_GRPC_SERVICE], default_service=SERVICE_NAME, identity=identity)
         logger_pb2_grpc.add_LoggerServiceServicer_to_server(service, agent.server)
+        agent.http.serve(service, LOGGER_GRPC_SERVICE)  # and over Connect (curl, the web page)
         await agent.run()
     finally:
         service.close()
