@@ -39,6 +39,7 @@ from runtime.agent.http import AgentHttp
 from runtime.agent.profiler import Profile
 from runtime.agent.registration import Registration
 from runtime.agent.settings import AgentSettings
+from runtime.client import malformed
 from runtime.identity import (
     BROKER_GRPC_SERVICE,
     ENV_PORT_STRICT,
@@ -87,6 +88,7 @@ class Agent:
         self.address = ""
         self._exit_if_orphaned()  # before any thread or channel exists: nothing to clean up yet
         self._log_handler = log_handler.install(self.identity)
+        malformed.install()  # an undecodable request is one log line, not a traceback
         # The reporter learns our address once we are bound (start()).
         self.health = HealthReporter(
             self.identity,

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 import grpc
 
+from runtime.client import malformed
 from runtime.client.auth import server_interceptor, token_path
 from runtime.connect import ConnectServer, connect_app, mount
 from runtime.connect.access import CachedOrigins, guard, web_origins
@@ -48,7 +49,7 @@ from runtime.supervisor.manager import Manager
 from runtime.supervisor.metrics import sample_forever
 from runtime.supervisor.output import OutputCallback
 from runtime.supervisor.process import signal_group
-from runtime.supervisor.service import SupervisorServicer
+from runtime.supervisor.service import SupervisorServicer, serve_health_and_reflection
 from runtime.v1 import supervisor_pb2 as pb
 from runtime.v1 import supervisor_pb2_grpc as pb_grpc
 
@@ -204,6 +205,7 @@ class Daemon:
         keeper.start()  # first, before gRPC starts its threads
         self.manager.keeper = keeper
         manager_task = asyncio.create_task(self.manager.run())
+        malformed.install()  # an undecodable request is one log line, not a traceback
         token_check = server_interceptor(self.token, lab_dir=self.lab_dir)
         server = grpc.aio.server(
             interceptors=[token_check] if token_check is not None else None,
@@ -211,6 +213,7 @@ class Daemon:
         )
         servicer = SupervisorServicer(self)
         pb_grpc.add_SupervisorServiceServicer_to_server(servicer, server)
+        health = serve_health_and_reflection(server)  # like every lab service: grpcurl, probes
         port = server.add_insecure_port(f"{LOOPBACK}:0")
         if port == 0:
             raise OSError(
@@ -268,6 +271,7 @@ class Daemon:
         finally:
             for task in helpers:
                 task.cancel()
+            await health.enter_graceful_shutdown()
             await server.stop(SERVER_STOP_GRACE_S)
             await connect.stop()
             manager_task.cancel()

@@ -1,10 +1,14 @@
 """SupervisorService (proto/runtime/v1/supervisor.proto): gRPC in front of the manager.
 
 Bad input gets the right status and a message a learner can act on: unknown names NOT_FOUND (with
-the known names), out-of-range scale or unknown signal INVALID_ARGUMENT, a pid the lab did not
+the known names), out-of-range scale or an unset or unknown signal INVALID_ARGUMENT, a pid the lab did not
 start PERMISSION_DENIED, a job whose toolchain is missing FAILED_PRECONDITION, a RunJob
 environment key outside the allowlist INVALID_ARGUMENT. A call without the lab's token never gets
 here: the daemon's server refuses it with UNAUTHENTICATED (runtime/client/auth.py).
+
+Beside SupervisorService the daemon serves grpc.health.v1 and server reflection, like every lab
+service, so grpc_health_probe and grpcurl work against it too (``serve_health_and_reflection``).
+Caller input is quoted in messages at most ``runtime.errors.QUOTE_LIMIT`` characters long.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2 as grpc_health_pb2
+from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
-from runtime.errors import ServiceNotFound
+from runtime.errors import ServiceNotFound, quote
 from runtime.supervisor.jobs import DEFAULT_TIMEOUT_S, JobEnvRefused, JobUnavailable, check_job_env
 from runtime.supervisor.leases import UnknownLease
 from runtime.supervisor.output import DEFAULT_TAIL
@@ -31,7 +39,12 @@ if TYPE_CHECKING:
 
 
 def parse_signal(name: str) -> signal.Signals:
-    """'SIGKILL', 'KILL', 'kill' or '9' -> signal.SIGKILL; ValueError names what is accepted."""
+    """'SIGKILL', 'KILL', 'kill' or '9' -> signal.SIGKILL; ValueError names what is accepted.
+
+    An empty name is an error, not SIGTERM: a caller that forgot the field must not stop a process.
+    """
+    if not name.strip():
+        raise ValueError("signal is not set; name one, like SIGTERM, KILL or a number like 9")
     text = name.strip().upper()
     if not text.isdigit() and not text.startswith("SIG"):
         text = "SIG" + text
@@ -39,8 +52,26 @@ def parse_signal(name: str) -> signal.Signals:
         return signal.Signals(int(text)) if text.isdigit() else signal.Signals[text]
     except (KeyError, ValueError):
         raise ValueError(
-            f"unknown signal {name!r}; use a name like SIGTERM, KILL or a number like 9"
+            f"unknown signal {quote(name)}; use a name like SIGTERM, KILL or a number like 9"
         ) from None
+
+
+def serve_health_and_reflection(server: grpc.aio.Server) -> grpc_health.aio.HealthServicer:
+    """Add grpc.health.v1 (SERVING) and server reflection to the daemon's server.
+
+    Returns the health servicer; ``enter_graceful_shutdown()`` turns it NOT_SERVING.
+    """
+    health = grpc_health.aio.HealthServicer()
+    grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [
+            pb.DESCRIPTOR.services_by_name["SupervisorService"].full_name,
+            grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    return health
 
 
 class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
@@ -116,7 +147,7 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
 
     async def SignalProcess(self, request: pb.SignalProcessRequest, context: Any) -> pb.SignalProcessResponse:
         try:
-            sig = parse_signal(request.signal or "SIGTERM")
+            sig = parse_signal(request.signal)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.pid:
