@@ -13,6 +13,7 @@ import psutil
 import pytest
 from procs.labd import PROCS, ROOT, LabDaemon, child, pid_alive, wait_until, write_lab
 
+from runtime.identity import ENV_TOKEN
 from runtime.v1 import supervisor_pb2 as pb
 
 FAST = {"restart_delay_s": 0.3, "stop_grace_s": 1}
@@ -115,6 +116,7 @@ def test_lab_stops_after_lease_holder_is_killed(tmp_path: Path, lab_dir: Path) -
         holder = subprocess.Popen(
             [sys.executable, str(PROCS / "lease_holder.py"), d.info["address"], "600"],
             cwd=ROOT,
+            env={**os.environ, ENV_TOKEN: d.token},
             stdout=subprocess.PIPE,
             text=True,
         )
