@@ -9,7 +9,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot bench clean
+.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot web bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ $(BUF): proto/package.json
 gen: $(STAMP)
 	$(PY) proto/generate.py
 	cd calculator/node && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen
+	cd $(WEB) && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent gen
 
 proto-lint: $(BUF)
 	cd proto && ./node_modules/.bin/buf lint
@@ -36,12 +37,19 @@ lint: $(STAMP) proto-lint
 	$(VENV)/bin/ruff check runtime calculator widgets tests benchmarks proto
 	$(VENV)/bin/mypy
 
+WEB := runtime/services/web/page
+## The lab's web page (TypeScript, Connect-Web): bundled into $(WEB)/dist, which the `web` service serves.
+web: $(WEB)/dist/index.html
+
+$(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.html $(WEB)/src/*.css $(WEB)/src/gen/runtime/v1/*.ts)
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
 ## Build every calculator client/server whose toolchain is here (says what to install otherwise).
 polyglot: $(STAMP)
 	$(PY) -m calculator.toolchains build
 
 ## Everything CI checks: lint, generated-code staleness, unit/service/integration tests, notebooks.
-test: install lint polyglot
+test: install lint polyglot web
 	LAB_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 
 ## The pure and in-process tiers only (no process started; tests/tiers.py decides), in under a minute.
@@ -49,7 +57,7 @@ test-fast: install
 	LAB_PROFILE=ci $(PY) -m pytest tests -m "not integration" -q
 
 ## Start JupyterLab on notebooks/ (prints the URL to open).
-lab: install polyglot
+lab: install polyglot web
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT)
 
 ## Every benchmark, even after one misses a target or fails; the misses and failures at the end.
@@ -57,4 +65,4 @@ bench: install polyglot
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache calculator/node/dist calculator/cpp/build
+	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache calculator/node/dist calculator/cpp/build $(WEB)/dist test-artifacts

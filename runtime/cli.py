@@ -22,6 +22,7 @@ import pandas as pd
 
 from runtime import top
 from runtime.errors import LabError, LabNotRunning, StartupError
+from runtime.identity import LOOPBACK, WEB_SERVICE
 from runtime.lab import Lab, launcher
 from runtime.lab.project import resolve
 
@@ -61,10 +62,19 @@ def _print_table(df: pd.DataFrame) -> None:
     print(df.to_string(index=False) if len(df) else "(nothing)")
 
 
+def _print_status(lab: Lab) -> None:
+    """The process table, then the links a person opens: the web page (with the token, like Jupyter's)."""
+    df = lab.status()
+    _print_table(df)
+    web = df[(df.service == WEB_SERVICE) & df.http_port.notna()]
+    for instance, port in zip(web.instance, web.http_port, strict=True):
+        print(f"\nweb page ({instance}): http://{LOOPBACK}:{port}/#token={lab.token}")
+
+
 def _up(args: argparse.Namespace) -> int:
     if not args.foreground:
         lab = Lab.up(args.lab_dir, args.config, timeout_s=args.timeout_s, persistent=True)
-        _print_table(lab.status())
+        _print_status(lab)
         print(f"\nlab running in {lab.lab_dir} (supervisor pid {lab.pid}); stop it with: runtime-lab down")
         return 0
     lab = Lab.up(args.lab_dir, args.config, timeout_s=args.timeout_s)
@@ -122,11 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab = Lab.attach(args.lab_dir)
         try:
             if args.command == "status":
-                df = lab.status()
                 if args.json:
-                    print(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
+                    print(json.dumps(json.loads(lab.status().to_json(orient="records")), indent=2))
                 else:
-                    _print_table(df)
+                    _print_status(lab)
             elif args.command == "events":
                 _print_table(lab.events(limit=args.limit)[["time", "instance", "pid", "event", "reason"]])
             elif args.command == "top":

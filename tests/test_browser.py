@@ -40,21 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, need_browser
 from leaks import lab_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK = "01-lifecycle.ipynb"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BIN = Path(sys.executable).parent  # the venv's bin: jupyter, runtime-lab
 
 SERVER_START_S = 30.0
@@ -73,23 +64,6 @@ LAB_SETTINGS = {
         "checkForUpdates": False,
     },
 }
-
-
-def _need_browser() -> Any:
-    """The Playwright module, or skip (locally) / fail (CI) saying what is missing."""
-    problem = ""
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)"
-    try:
-        from playwright import sync_api
-    except ImportError:
-        problem = problem or "the playwright package is missing (pip install -e '.[dev]')"
-        sync_api = None
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run in CI: {problem}", pytrace=False)
-        pytest.skip(problem)
-    return sync_api
 
 
 def _free_port() -> int:
@@ -307,7 +281,7 @@ def _run_cells_and_check_board(page: Any, server: Server, expect: Any, lab_dir: 
 
 @pytest.mark.timeout(120)
 def test_lifecycle_notebook_renders_lab_board_in_browser(tmp_path: Path) -> None:
-    sync_api = _need_browser()
+    sync_api = need_browser()
     nb_path = NOTEBOOKS / NOTEBOOK
     nb_before = _digest(nb_path)
     # JupyterLab checkpoints a notebook when it opens it: remove what this test created, only that.
