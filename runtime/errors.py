@@ -25,7 +25,7 @@ messages over 8 KB with RESOURCE_EXHAUSTED, hiding the real INVALID_ARGUMENT).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 QUOTE_LIMIT = 200  # characters of caller input echoed in a message; enough to recognise it
 
@@ -43,6 +43,26 @@ def quote(text: object, limit: int = QUOTE_LIMIT) -> str:
     if len(s) <= limit:
         return repr(s)
     return f"{s[:limit]!r}... ({len(s)} characters)"
+
+
+LISTING_LIMIT = 20  # names shown in "known services: ..." before "and N more"
+LISTING_NAME_CHARS = 60
+
+
+def listing(names: Iterable[str], limit: int = LISTING_LIMIT) -> str:
+    """Known names for a message ("a, b, c and 7 more"), each cut short: callers can register
+    names too, so neither their number nor their length may grow a message without bound.
+
+    Example:
+        >>> listing(["broker", "calculator"])
+        'broker, calculator'
+        >>> listing([f"s{i}" for i in range(25)], limit=3)
+        's0, s1, s2 and 22 more'
+    """
+    items = list(names)
+    shown = [n if len(n) <= LISTING_NAME_CHARS else n[:LISTING_NAME_CHARS] + "..." for n in items[:limit]]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(shown) + more
 
 
 class LabError(Exception):

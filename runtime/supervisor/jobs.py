@@ -84,7 +84,7 @@ class JobRunner:
         """The job's spec; ServiceNotFound lists the known jobs."""
         jobs = self.manager.config.jobs
         if job not in jobs:
-            raise ServiceNotFound(f"unknown job {job!r}; known jobs: {', '.join(jobs) or '(none)'}")
+            raise ServiceNotFound(f"unknown job {quote(job)}; known jobs: {', '.join(jobs) or '(none)'}")
         return jobs[job]
 
     async def run(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from runtime.errors import quote
+
 DEFAULT_TTL_S = 10.0
 MIN_TTL_S = 0.1
 MAX_TTL_S = 3600.0
@@ -55,7 +57,7 @@ class LeaseTable:
         lease = self._leases.get(lease_id)
         if lease is None:
             raise UnknownLease(
-                f"lease {lease_id!r} is not held (it expired or was released); acquire a new one"
+                f"lease {quote(lease_id)} is not held (it expired or was released); acquire a new one"
             )
         lease.expires_at = now + lease.ttl_s
         return lease

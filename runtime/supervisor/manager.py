@@ -16,7 +16,7 @@ import contextlib
 import os
 import signal
 
-from runtime.errors import ServiceNotFound
+from runtime.errors import ServiceNotFound, quote
 from runtime.supervisor.config import ServiceSpec, resolve_command
 from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.lifecycle import BROKER_SERVICE, Lifecycle
@@ -43,7 +43,7 @@ class Manager(Lifecycle):
         """The spec of ``service``; ServiceNotFound lists the known names."""
         if service not in self.config.services:
             known = ", ".join(self.config.services) or "(none)"
-            raise ServiceNotFound(f"unknown service {service!r}; known services: {known}")
+            raise ServiceNotFound(f"unknown service {quote(service)}; known services: {known}")
         return self.config.services[service]
 
     def select(self, service: str = "", instance_id: str = "") -> list[Instance]:
@@ -53,7 +53,7 @@ class Manager(Lifecycle):
                 if instance_id in group and (not service or group[instance_id].service == service):
                     return [group[instance_id]]
             known = ", ".join(i for g in self.instances.values() for i in g) or "(none)"
-            raise ServiceNotFound(f"unknown instance {instance_id!r}; known instances: {known}")
+            raise ServiceNotFound(f"unknown instance {quote(instance_id)}; known instances: {known}")
         if service:
             self.spec(service)
             return sorted(self.instances[service].values(), key=lambda i: i.index)

@@ -27,6 +27,7 @@ import grpc
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.etcd import store_from_env
+from runtime.errors import quote
 from runtime.identity import BROKER_GRPC_SERVICE, Identity
 from runtime.services.broker.backend import RegistryBackend, WatchOverflow, as_backend, make_backend
 from runtime.services.broker.registry import Registry, RegistryFull, RevisionNotKept, UnknownLease
@@ -99,7 +100,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                 except UnknownLease:
                     await context.abort(
                         grpc.StatusCode.NOT_FOUND,
-                        f"lease {req.lease_id} is unknown (it expired or the broker restarted); register again",
+                        f"lease {quote(req.lease_id)} is unknown (it expired or the broker restarted); register again",
                     )
                 leases.add(req.lease_id)
                 yield broker_pb2.KeepAliveResponse(

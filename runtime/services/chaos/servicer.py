@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from runtime.errors import quote
 from runtime.identity import CHAOS_GRPC_SERVICE, ENV_SUPERVISOR_ADDR, Identity
 from runtime.services.chaos.rules import MAX_ACTIVE_FAULTS, config_problem, describe
 from runtime.v1 import chaos_pb2, chaos_pb2_grpc, common_pb2, supervisor_pb2, supervisor_pb2_grpc
@@ -144,7 +145,7 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
         if not mine:
             known = ", ".join(sorted({p.service for p in reply.processes}))
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no lab service named {service!r}; the lab runs: {known}"
+                grpc.StatusCode.NOT_FOUND, f"no lab service named {quote(service)}; the lab runs: {known}"
             )
         return mine
 
@@ -160,7 +161,7 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
             if not procs:
                 await context.abort(
                     grpc.StatusCode.NOT_FOUND,
-                    f"{request.target_service} has no instance {request.target_instance!r}",
+                    f"{request.target_service} has no instance {quote(request.target_instance)}",
                 )
         fault_id = f"fault-{secrets.token_hex(3)}"
         if request.type == chaos_pb2.CRASH:
@@ -239,7 +240,8 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
         fault = self.faults.pop(request.fault_id, None)
         if fault is None:
             return chaos_pb2.ClearFaultResponse(
-                cleared=False, message=f"no active fault {request.fault_id!r} (it may have expired already)"
+                cleared=False,
+                message=f"no active fault {quote(request.fault_id)} (it may have expired already)",
             )
         await self._bump()
         log.info("fault %s cleared: %s", request.fault_id, describe(fault.config))

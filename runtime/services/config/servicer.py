@@ -33,6 +33,7 @@ import grpc
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.etcd import store_from_env
+from runtime.errors import listing
 from runtime.identity import CONFIG_GRPC_SERVICE, Identity
 from runtime.services.config.backend import ConfigBackend, as_backend, make_backend
 from runtime.services.config.store import (
@@ -66,7 +67,7 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         value = await self.store.get(request.namespace, request.key)
         if value is not None:
             return value
-        known = ", ".join(v.key for v in await self.store.list(request.namespace)) or "none"
+        known = listing(v.key for v in await self.store.list(request.namespace)) or "none"
         await context.abort(
             grpc.StatusCode.NOT_FOUND,
             f"no config key {request.key!r} in namespace {request.namespace!r} "

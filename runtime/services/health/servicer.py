@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from runtime.errors import listing, quote
 from runtime.identity import HEALTH_GRPC_SERVICE, Identity
 from runtime.services.health.broker_link import BrokerFollower, BrokerHealthPusher
 from runtime.services.health.probe import Prober
@@ -32,17 +33,21 @@ from runtime.v1 import common_pb2, health_pb2, health_pb2_grpc
 SOURCE_PUSH = "push"
 STREAM_LOST = "report stream lost"
 VALID_REPORT_STATES = "STARTING (1), HEALTHY (2), DEGRADED (3) or UNHEALTHY (4)"
+MAX_NAME_CHARS = 128  # service names and instance ids in reports
 
 
 def report_problem(status: health_pb2.HealthStatus, stream_instance: str) -> str:
     """What is wrong with one pushed HealthStatus ("" when nothing is)."""
     if not status.instance_id:
         return "instance_id is empty: every report names its instance, e.g. 'calculator-1'"
+    for field, value in (("instance_id", status.instance_id), ("service_name", status.service_name)):
+        if len(value) > MAX_NAME_CHARS:
+            return f"{field} is {len(value)} characters long; at most {MAX_NAME_CHARS} are allowed"
     if not status.service_name:
-        return f"service_name is empty in the report of {status.instance_id!r}: name its service, e.g. 'calculator'"
+        return f"service_name is empty in the report of {quote(status.instance_id)}: name its service, e.g. 'calculator'"
     if stream_instance and status.instance_id != stream_instance:
         return (
-            f"this stream reports {stream_instance!r}, not {status.instance_id!r}: open one ReportHealth stream "
+            f"this stream reports {quote(stream_instance)}, not {quote(status.instance_id)}: open one ReportHealth stream "
             "per instance"
         )
     if status.state not in health_pb2.HealthState.values() or status.state == UNKNOWN:
@@ -121,7 +126,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.ServiceKey, context: grpc.aio.ServicerContext
     ) -> health_pb2.HealthStatus:
         known = self.store.service_names()
-        known_text = ", ".join(known) or "none yet"
+        known_text = listing(known) or "none yet"
         if not request.service_name:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -130,7 +135,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         if request.service_name not in known:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"no health is known for service {request.service_name!r}; known services: {known_text}",
+                f"no health is known for service {quote(request.service_name)}; known services: {known_text}",
             )
         if not request.instance_id:
             status = self.store.service_status(request.service_name)
@@ -180,7 +185,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         if request.service_name and request.service_name not in known:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"no health is known for service {request.service_name!r}; known services: {', '.join(known) or 'none yet'}",
+                f"no health is known for service {quote(request.service_name)}; known services: {listing(known) or 'none yet'}",
             )
         if request.instance_id:
             record = self.store.get(request.instance_id)
@@ -199,8 +204,8 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
 
     def _unknown_instance(self, service: str, instance_id: str) -> str:
         names = [i.instance_id for i in self.store.instances() if not service or i.service_name == service]
-        where = f"service {service!r}" if service else "the lab"
-        return f"{where} has no instance {instance_id!r}; known instances: {', '.join(names) or 'none'}"
+        where = f"service {quote(service)}" if service else "the lab"
+        return f"{where} has no instance {quote(instance_id)}; known instances: {listing(names) or 'none'}"
 
 
 class HealthService:

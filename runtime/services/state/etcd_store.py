@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote as url_quote
 
 from runtime.client.etcd import EtcdSession, StoreChoice, delete_op, get_op, mod_is, put_op, txn_request
+from runtime.errors import quote
 from runtime.services.state.locks import (
     DEFAULT_TTL_MS,
     ENDED_KEPT,
@@ -229,10 +230,10 @@ class EtcdState:
             why = self._ended.get(lock_id)
             if why is None:
                 raise UnknownLock(
-                    f"no lock with id {lock_id!r}: never granted by this state service "
+                    f"no lock with id {quote(lock_id)}: never granted by this state service "
                     "(it remembers the lock ids it granted since it started)"
                 )
-            raise LockGone(f"lock id {lock_id!r} is no longer held: {why}; acquire the lock again")
+            raise LockGone(f"lock id {quote(lock_id)} is no longer held: {why}; acquire the lock again")
         name, lease = mine
         k = self._lock_key(name)
         _, kv = await self._read(k)
@@ -247,7 +248,7 @@ class EtcdState:
         token = kv.create_revision if ours else 0
         self._end(lock_id, name, token, held if ours else None, "expired: its ttl passed without a renewal")
         raise LockGone(
-            f"lock id {lock_id!r} is no longer held: {self._ended[lock_id]}; acquire the lock again"
+            f"lock id {quote(lock_id)} is no longer held: {self._ended[lock_id]}; acquire the lock again"
         )
 
     def _end(self, lock_id: str, name: str, token: int, held: dict[str, Any] | None, why: str) -> None:

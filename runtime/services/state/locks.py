@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runtime.errors import quote
+
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 10_000
 MAX_WAIT_MS = 30_000
@@ -117,10 +119,10 @@ class Locks:
         why = self._ended.get(lock_id)
         if why is None:
             raise UnknownLock(
-                f"no lock with id {lock_id!r}: never granted by this state service "
+                f"no lock with id {quote(lock_id)}: never granted by this state service "
                 "(locks are kept in memory; a restart of the state service frees them all)"
             )
-        raise LockGone(f"lock id {lock_id!r} is no longer held: {why}; acquire the lock again")
+        raise LockGone(f"lock id {quote(lock_id)} is no longer held: {why}; acquire the lock again")
 
     def _end(self, grant: Grant, why: str) -> None:
         if self._held.get(grant.name) is grant:

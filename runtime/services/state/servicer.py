@@ -29,6 +29,7 @@ import grpc
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.etcd import store_from_env
+from runtime.errors import quote
 from runtime.identity import STATE_GRPC_SERVICE, Identity
 from runtime.services.state.backend import StateBackend, make_backend
 from runtime.services.state.locks import LockGone, LockProblem, UnknownLock
@@ -86,7 +87,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
                 request.name, request.owner, request.ttl_ms, request.wait_ms
             )
         except LockProblem as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"lock {request.name!r}: {exc}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"lock {quote(request.name)}: {exc}")
         if grant is None:  # pragma: no cover - acquire always names a grant
             return state_pb2.LockResponse(acquired=False)
         if acquired:
