@@ -7,7 +7,7 @@
     rec.summary(elapsed_s=2.0)                     # LoadSummary of the whole run
 
 Latencies are recorded in microseconds from 1 us to ``HIGHEST_US`` with 3 significant figures
-(HdrHistogram); a larger value is clamped to the highest trackable one, so nothing is dropped.
+for the whole run and 2 for each interval (HdrHistogram); a larger value is clamped to the highest trackable one, so nothing is dropped.
 Per-interval metrics carry the percentiles of the calls that *finished* in that interval; the
 final metrics and the summary carry those of the whole run.
 """
@@ -24,12 +24,16 @@ from runtime.v1 import load_pb2
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # 2 minutes: above any per-request deadline the limits allow
 SIGNIFICANT_FIGURES = 3
+# The per-second histograms: 2 figures (1 % resolution, plenty for a chart) make their percentiles
+# and reset 10-20x cheaper (0.1 ms instead of 2.5 ms each). They run on the generator's event loop
+# every second, and a stall there delays the requests due meanwhile (the schedule lag p99).
+INTERVAL_SIGNIFICANT_FIGURES = 2
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
 
 
-def new_histogram() -> HdrHistogram:
+def new_histogram(significant_figures: int = SIGNIFICANT_FIGURES) -> HdrHistogram:
     """An empty latency histogram in microseconds."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    return HdrHistogram(LOWEST_US, HIGHEST_US, significant_figures)
 
 
 def _us(seconds: float) -> int:
@@ -64,8 +68,8 @@ class LoadRecorder:
         self.errors: Counter[str] = Counter()
         self.latency = new_histogram()
         self.lag = new_histogram()
-        self._interval_latency = new_histogram()
-        self._interval_lag = new_histogram()
+        self._interval_latency = new_histogram(INTERVAL_SIGNIFICANT_FIGURES)
+        self._interval_lag = new_histogram(INTERVAL_SIGNIFICANT_FIGURES)
         self._interval_sent = 0
         self._interval_start_s = started_s
         self.latest: load_pb2.LoadMetrics | None = None
