@@ -50,7 +50,12 @@ STORE_LOCAL = "local"
 STORE_ETCD = "etcd"
 REQUEST_TIMEOUT_S = 2.0  # etcd answers in ms; without quorum it would wait its own 7 s first
 PROBE_TIMEOUT_S = 0.3  # one TCP connect per member when naming the ones that are down
-WATCH_RETRY_S = 0.2  # a watch whose member died is made again on another member after this
+WATCH_RETRY_S = 0.2
+CONNECT_RETRIES = 2  # a member that just died refuses a call or two before the channel skips it
+CONNECT_RETRY_S = 0.1
+# What etcd says when it cannot reach a quorum in time (any status code).
+OUTAGE_WORDS = ("timed out", "deadline exceeded", "no leader", "leader changed", "not leader")
+TIMEOUT_RETRIES = 1  # a timeout while a quorum listens (an election) is tried once more  # a watch whose member died is made again on another member after this
 DEFAULT_PREFIX = "/runtime-lab/"
 
 
@@ -204,22 +209,33 @@ class EtcdSession:
         return self.prefix + "/".join(parts).encode()
 
     async def call(self, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run ``op(client)``; connection failures and timeouts become StoreUnavailable."""
-        try:
-            return await op(self.client)
-        except (
-            aetcd.exceptions.ConnectionFailedError,
-            aetcd.exceptions.ConnectionTimeoutError,
-            aetcd.exceptions.InternalError,
-            aetcd.exceptions.WatchTimeoutError,
-        ) as exc:
-            message = await asyncio.to_thread(outage_message, self.choice, str(exc) or type(exc).__name__)
-            raise StoreUnavailable(message) from None
-        except aetcd.exceptions.ClientError as exc:
-            if "timed out" in str(exc) or "no leader" in str(exc) or "leader changed" in str(exc):
-                message = await asyncio.to_thread(outage_message, self.choice, str(exc))
+        """Run ``op(client)``; what says "the cluster cannot answer" becomes StoreUnavailable.
+
+        Two kinds of failure are tried again before they count as an outage: a call refused by a
+        member that just died (UNAVAILABLE before the channel skips it; ``CONNECT_RETRIES``
+        times), and a call that timed out while a quorum still listens (a leader election after
+        the leader died; once more). Only then is the outage named (``outage_message``).
+        """
+        refused, timed_out = 0, 0
+        while True:
+            try:
+                return await op(self.client)
+            except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
+                kind = _failure_kind(exc)
+                if kind == "":
+                    raise
+                if kind == "refused" and refused < CONNECT_RETRIES:
+                    refused += 1
+                    await asyncio.sleep(CONNECT_RETRY_S)
+                    continue
+                detail = _detail(exc)
+                if kind == "timeout" and timed_out < TIMEOUT_RETRIES:
+                    down = await asyncio.to_thread(down_members, self.choice)
+                    if len(down) < len(self.choice.endpoints) - len(self.choice.endpoints) // 2:
+                        timed_out += 1  # a quorum listens: most likely an election; once more
+                        continue
+                message = await asyncio.to_thread(outage_message, self.choice, detail)
                 raise StoreUnavailable(message) from None
-            raise
 
     async def txn(self, request: aetcd.rpc.TxnRequest) -> Any:
         """A raw etcd Txn (compare on mod_revision and friends); returns the TxnResponse."""
@@ -257,13 +273,8 @@ class EtcdSession:
         return reply is not None and reply.TTL > 0
 
     async def _raw(self, run: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        try:
-            return await self.call(run)
-        except aetcd.rpc.AioRpcError as exc:
-            if exc.code() == aetcd.rpc.StatusCode.INVALID_ARGUMENT:
-                raise
-            message = await asyncio.to_thread(outage_message, self.choice, exc.details() or "")
-            raise StoreUnavailable(message) from None
+        """A call straight on aetcd's stubs (gRPC errors unmapped by aetcd): the same rules."""
+        return await self.call(run)
 
     async def watch(
         self, key: bytes, range_end: bytes | None, start_revision: int, *, prev_kv: bool = False
@@ -339,6 +350,35 @@ def get_op(key: bytes) -> aetcd.rpc.RequestOp:
 def delete_op(key: bytes) -> aetcd.rpc.RequestOp:
     """A delete inside a transaction."""
     return aetcd.rpc.RequestOp(request_delete_range=aetcd.rpc.DeleteRangeRequest(key=key))
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """ "refused", "timeout" or "" (not a cluster failure) for an exception from a call."""
+    if isinstance(exc, aetcd.exceptions.ConnectionFailedError):
+        return "refused"
+    if isinstance(exc, aetcd.exceptions.ConnectionTimeoutError | aetcd.exceptions.WatchTimeoutError):
+        return "timeout"
+    if isinstance(exc, aetcd.rpc.AioRpcError):
+        code, text = exc.code(), exc.details() or ""
+        if code == aetcd.rpc.StatusCode.UNAVAILABLE:
+            return "timeout" if any(words in text for words in OUTAGE_WORDS) else "refused"
+        if code == aetcd.rpc.StatusCode.DEADLINE_EXCEEDED or any(words in text for words in OUTAGE_WORDS):
+            return "timeout"  # etcd says "context deadline exceeded" as UNKNOWN when its own wait ends
+        return ""
+    if isinstance(exc, aetcd.exceptions.ClientError) and not isinstance(
+        exc, aetcd.exceptions.RevisionCompactedError
+    ):
+        if isinstance(exc, aetcd.exceptions.InternalError) or any(
+            words in str(exc) for words in OUTAGE_WORDS
+        ):
+            return "timeout"
+    return ""
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, aetcd.rpc.AioRpcError):
+        return exc.details() or exc.code().name
+    return str(exc) or type(exc).__name__
 
 
 def prefix_end(prefix: bytes) -> bytes:

@@ -122,6 +122,8 @@ class EtcdRegistry:
                 await self._flush()
             except StoreUnavailable as exc:
                 log.warning("%s", exc)
+            except Exception:  # the keeper must outlive any one failure: its lease holds every key
+                log.exception("keeping the broker's etcd lease alive failed; trying again")
 
     async def _flush(self) -> int:
         """Write every queued change (in order); the revision of the last write (0: none)."""
