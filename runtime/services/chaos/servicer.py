@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from runtime.client import auth
 from runtime.errors import quote
 from runtime.identity import CHAOS_GRPC_SERVICE, ENV_SUPERVISOR_ADDR, Identity
 from runtime.services.chaos.rules import MAX_ACTIVE_FAULTS, config_problem, describe
@@ -264,7 +265,7 @@ async def main() -> None:
 
     agent = Agent([CHAOS_GRPC_SERVICE], default_service="chaos")
     address = agent.identity.supervisor_address
-    channel = grpc.aio.insecure_channel(address) if address else None
+    channel = auth.aio_insecure_channel(address) if address else None
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel) if channel is not None else None
     servicer = ChaosServicer(agent.identity, stub)
     chaos_pb2_grpc.add_ChaosServiceServicer_to_server(servicer, agent.server)

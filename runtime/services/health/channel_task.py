@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import grpc
+from runtime.client import auth
 
 
 class ChannelTask:
@@ -18,7 +18,7 @@ class ChannelTask:
     TASK_NAME = "channel task"
 
     def __init__(self, address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = auth.aio_insecure_channel(address)  # with the lab's token ($LAB_TOKEN)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
