@@ -9,8 +9,8 @@
   applies it (``runtime.agent.faults``). Faults expire after ``duration_seconds`` (0: until
   cleared); when this service dies, the agents drop every fault (dead-man switch).
 * Targets are checked against the supervisor's process list: an unknown service is NOT_FOUND
-  (with the known ones listed); a non-Python target accepts only CRASH (only Python services
-  embed the fault agent).
+  (with the known ones listed); a target whose language has no fault agent accepts only CRASH
+  (the Python agent, runtime.agent.faults, and the TypeScript one, calculator/node/src/agent).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger("runtime.services.chaos")
 
 SUPERVISOR_TIMEOUT_S = 3.0
 RUNNING = supervisor_pb2.PROCESS_STATE_RUNNING
-FAULT_LANGUAGES = ("python", "")  # languages whose servers embed the fault agent
+FAULT_LANGUAGES = ("python", "typescript", "")  # languages whose servers embed the fault agent
 
 
 def _now_ms() -> int:
@@ -171,8 +171,8 @@ class ChaosServicer(chaos_pb2_grpc.ChaosServiceServicer):
         if foreign:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"{request.target_service} runs {', '.join(foreign)}: only Python services embed the fault "
-                "agent, so only CRASH (done by the supervisor) works on it",
+                f"{request.target_service} runs {', '.join(foreign)}: only Python and TypeScript services "
+                "embed the fault agent, so only CRASH (done by the supervisor) works on it",
             )
         if len(self.faults) >= MAX_ACTIVE_FAULTS:
             await context.abort(
