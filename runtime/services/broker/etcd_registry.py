@@ -25,6 +25,12 @@ etcd's: they never go back, so a watcher may resume across broker restarts too.
 
 When etcd cannot take a write (no quorum), the RPC answers UNAVAILABLE naming the down members,
 the change stays queued in order, and it is written when the cluster answers again.
+
+The lab's own members (``store: etcd``, names from the cluster file) are registered by the broker
+as service ``etcd`` (like Consul registering an external service): etcd has no agent, and this
+way the health service probes the members like any instance and shows which are down. A member
+removed on its exit is registered again once its client port answers (checked every
+``LEASE_REFRESH_S``).
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ BROKER_LEASE_TTL_S = 5  # a dead broker's registrations leave etcd within this
 LEASE_REFRESH_S = 1.0
 PENDING_LIMIT = 10_000  # changes queued while etcd has no quorum; beyond: rewrite all from the book
 BROKER_GONE = "lease expired (the broker that held it stopped)"
+ETCD_SERVICE = "etcd"  # the lab service name of the members (lab.etcd.yaml)
+ETCD_GRPC_SERVICES = ("etcdserverpb.KV", "etcdserverpb.Watch", "etcdserverpb.Lease")
+MEMBER_PROBE_S = 0.2
 
 
 class EtcdRegistry:
@@ -104,7 +113,27 @@ class EtcdRegistry:
         """Take the broker's etcd lease and keep it alive."""
         async with self._lock:
             await self._new_lease()
+        await self._register_members()
         self._keeper = asyncio.create_task(self._keep_lease(), name="broker-etcd-lease")
+
+    async def _register_members(self) -> None:
+        """Register the lab's etcd members that are missing and whose client port answers."""
+        known = {i.instance_id for i in self.book.instances()}
+        for endpoint, name in self.session.choice.names.items():
+            if name == endpoint or name in known:
+                continue  # an external cluster (no member names), or registered already
+            host, _, port = endpoint.rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), MEMBER_PROBE_S)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            member = broker_pb2.ServiceInstance(
+                service_name=ETCD_SERVICE, instance_id=name, address=endpoint, language="go",
+                grpc_services=list(ETCD_GRPC_SERVICES), role="store",
+            )  # fmt: skip
+            self.book.register(member, permanent=True)
+        await self._flush()
 
     async def _new_lease(self) -> None:
         self._lease = await self.session.grant(BROKER_LEASE_TTL_S)
@@ -120,6 +149,7 @@ class EtcdRegistry:
                         await self._new_lease()
                         self._resync = True
                 await self._flush()
+                await self._register_members()
             except StoreUnavailable as exc:
                 log.warning("%s", exc)
             except Exception:  # the keeper must outlive any one failure: its lease holds every key
