@@ -37,6 +37,8 @@ def test_plan_fills_defaults():
         ({"concurrent_clients": 10**6}, ["concurrent_clients", f"{LIMITS.max_concurrency}"]),
         ({"timeout_ms": 10**7}, ["timeout_ms", f"{LIMITS.max_timeout_ms}"]),
         ({"target_service": " "}, ["target_service"]),
+        ({"target_service": "x" * 100_000}, ["target_service is 100000 characters long", "at most 200"]),
+        ({"target_role": "r" * 300}, ["target_role is 300 characters long"]),
         ({"payload": b"{nope"}, ["payload is not JSON"]),
         ({"payload": b'{"a": "x"}'}, ["finite numbers"]),
         ({"payload": b"1" * 5000}, ["payload is 5000 bytes"]),

@@ -24,6 +24,7 @@ from runtime.v1 import load_pb2
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_PREFIX_CHARS = 64
+MAX_NAME_CHARS = 200  # target_service and target_role: they appear in messages and lookups
 DEFAULT_CONCURRENCY = 200
 DEFAULT_TIMEOUT_MS = 1000
 
@@ -51,6 +52,11 @@ class LoadPlan:
         """Validate ``config`` within ``limits``. Raises PlanError naming the bad field and its range."""
         if not config.target_service.strip():
             raise PlanError("target_service is empty; name a service, e.g. 'CalculatorService'")
+        for field, value in (("target_service", config.target_service), ("target_role", config.target_role)):
+            if len(value) > MAX_NAME_CHARS:
+                raise PlanError(
+                    f"{field} is {len(value)} characters long; at most {MAX_NAME_CHARS} are allowed"
+                )
         _within("requests_per_second", config.requests_per_second, 1, limits.max_rps)
         _within("duration_seconds", config.duration_seconds, 1, limits.max_duration_s)
         concurrency = config.concurrent_clients or DEFAULT_CONCURRENCY
