@@ -32,6 +32,11 @@ BUFFER_MAX = 100_000  # entries kept while the logger is unreachable; beyond: ol
 BATCH_MAX = 1000  # entries per StreamLogs call
 CARRIER_SIZE = 250  # entries per gRPC message (one carrier LogEntry)
 LINGER_S = 0.005  # wait this long for more entries before sending a small batch
+# Under steady load, send at most this often unless a full batch waits: each send is one
+# StreamLogs call the logger answers after a commit, so 1000 lines/s in batches of 2 cost the
+# logger ~300 us of CPU per line, and in batches of 20 a tenth of that. Adds at most this much
+# to a line's way to a subscriber (target p99 <= 50 ms).
+SEND_INTERVAL_S = 0.02
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 1.0
 RPC_TIMEOUT_S = 5.0
@@ -118,6 +123,7 @@ class LogShipper:
         self._closing = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._last_send = 0.0
         self._unreported_drops = 0
         self.reachable = True  # False from a failed send until the next acknowledged one
         self._channel: auth.ClosingChannel | None = None
@@ -223,8 +229,12 @@ class LogShipper:
                     return
                 if len(self._buf) < BATCH_MAX:
                     time.sleep(LINGER_S)  # let a burst gather into one batch
+            wait = self._last_send + SEND_INTERVAL_S - time.monotonic()
+            if wait > 0 and len(self._buf) < BATCH_MAX and not self._closing.is_set():
+                self._closing.wait(wait)  # gather a steady stream into fewer, larger batches
             if not self._buf:
                 continue
+            self._last_send = time.monotonic()
             batch, drops = self._take()
             try:
                 self._send(batch)
