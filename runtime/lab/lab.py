@@ -36,6 +36,7 @@ from runtime.lab import frames, launcher
 from runtime.lab.chaos import Chaos
 from runtime.lab.config import Config
 from runtime.lab.connection import Connection, message, rpc_error
+from runtime.lab.discovery import ServiceWatch
 from runtime.lab.events import ProcessEventWatch
 from runtime.lab.health import Health
 from runtime.lab.jobs import DEFAULT_JOB_TIMEOUT_S, RPC_SLACK_S, JobResult, job_request
@@ -235,6 +236,17 @@ class Lab:
         ``replay`` past events come first. Each event is a dict with the columns of ``events()``.
         """
         return ProcessEventWatch(lambda: self._sup_channel, callback, replay=replay, service=service or "")
+
+    def watch_services(
+        self, callback: Callable[[dict[str, Any]], object], service: str = "", from_revision: int = 0
+    ) -> ServiceWatch:
+        """Call ``callback(event)`` for every registry change of the broker; ``.stop()`` ends it.
+
+        A snapshot first (``from_revision=0``), or what came after revision R; see ``runtime.lab.discovery``.
+        """
+        return ServiceWatch(
+            lambda: self.broker_address, self.token, callback, service=service, from_revision=from_revision
+        )
 
     def output(self, instance: str, lines: int = 20) -> list[str]:
         """The last captured stdout/stderr lines of one instance."""
