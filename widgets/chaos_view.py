@@ -31,12 +31,12 @@ from IPython.display import display
 
 from runtime.errors import LabError
 from widgets.sources import ChaosSource, ProbeCall
+from widgets.view_base import MIN_REDRAW_S, ViewBase, bounded
 
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 PROBE_SAMPLES = 600  # ~60 s at the default interval
-# The browser and the widget comm choke on faster updates; samples in between are batched.
-MIN_REDRAW_S = 0.4
+ACTIONS_KEPT = 100  # button results remembered (newest last)
 DEFAULT_DELAY_MS = 500
 DEFAULT_FAULT_S = 60
 PROBE_COLUMNS = ["time", "latency_ms", "status", "served_by"]
@@ -55,9 +55,15 @@ class LatencyProbe:
         >>> probe.stop()                                              # doctest: +SKIP
     """
 
-    def __init__(self, call: ProbeCall, interval_s: float = PROBE_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        call: ProbeCall,
+        interval_s: float = PROBE_INTERVAL_S,
+        on_sample: Callable[[], object] | None = None,
+    ) -> None:
         self.interval_s = interval_s
         self.call = call
+        self.on_sample = on_sample  # e.g. a view's mark_dirty
         self.samples: collections.deque[tuple[float, float, str, str]] = collections.deque(
             maxlen=PROBE_SAMPLES
         )
@@ -76,6 +82,8 @@ class LatencyProbe:
                 status = getattr(err, "code", "") or type(err).__name__
             self.samples.append((time.time(), (time.monotonic() - started) * 1000, status, served))
             self.new.set()
+            if self.on_sample is not None:
+                self.on_sample()
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def frame(self) -> pd.DataFrame:
@@ -96,7 +104,7 @@ class LatencyProbe:
         return self._thread.is_alive()
 
 
-class ChaosPanel:
+class ChaosPanel(ViewBase):
     """Buttons "Inject 500 ms latency", "Crash", "Clear all" over a live latency chart.
 
     Args:
@@ -116,21 +124,21 @@ class ChaosPanel:
         *,
         probe: ProbeCall,
     ) -> None:
+        super().__init__("chaos-panel", min_redraw_s=min_redraw_s)
         self.lab = lab
         self.probe_call = probe
         self.service = service
         self.delay_ms = delay_ms
         self.fault_s = fault_s
-        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
         self.buttons = {
             "delay": widgets.Button(description=f"Inject {delay_ms} ms latency", button_style="warning"),
             "crash": widgets.Button(description="Crash", button_style="danger"),
             "clear": widgets.Button(description="Clear all", button_style="success"),
         }
         self.buttons["delay"].layout.width = "200px"
-        self.buttons["delay"].on_click(lambda _: self.inject_latency())
-        self.buttons["crash"].on_click(lambda _: self.crash())
-        self.buttons["clear"].on_click(lambda _: self.clear_all())
+        self.buttons["delay"].on_click(self.guarded(lambda _: self.inject_latency(), "latency"))
+        self.buttons["crash"].on_click(self.guarded(lambda _: self.crash(), "crash"))
+        self.buttons["clear"].on_click(self.guarded(lambda _: self.clear_all(), "clear"))
         self.status = widgets.HTML("<i>ready</i>")
         self.figure = go.FigureWidget(
             data=[
@@ -144,12 +152,11 @@ class ChaosPanel:
                 margin=dict(t=40, b=30),
             ),
         )
-        self.widget = widgets.VBox([widgets.HBox(list(self.buttons.values())), self.status, self.figure])
+        self.widget = widgets.VBox(
+            [widgets.HBox(list(self.buttons.values())), self.status, self.errors, self.figure]
+        )
         self.probe: LatencyProbe | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.actions: list[str] = []
-        self.redraws = 0
+        self.actions: collections.deque[str] = bounded(ACTIONS_KEPT)
 
     # -- the buttons (also callable from code) ---------------------------------------------
 
@@ -190,31 +197,18 @@ class ChaosPanel:
     def show(self) -> None:
         """Display the panel (from the notebook's main thread) and start the probe and redraws."""
         display(self.widget)
-        self.probe = LatencyProbe(self.probe_call)
-        self._thread = threading.Thread(target=self._redraw_loop, name="chaos-panel-redraw", daemon=True)
-        self._thread.start()
+        self.probe = LatencyProbe(self.probe_call, on_sample=self.mark_dirty)
+        self.start_redraws()
 
     def stop(self) -> None:
-        """Stop the probe and the redraws (the chart keeps its last picture)."""
-        self._stop.set()
-        if self.probe is not None:
-            self.probe.new.set()
-            self.probe.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop the probe and the redraws (the chart keeps its last picture); same as ``close()``."""
+        self.close()
 
-    def _redraw_loop(self) -> None:
-        assert self.probe is not None
-        while not self._stop.is_set():
-            self.probe.new.wait()
-            self.probe.new.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.redraw()
-            except Exception as err:  # noqa: BLE001 - a redraw glitch must not end the live chart
-                self.status.value = html.escape(f"redraw failed ({err}); retrying")
-            self._stop.wait(self.min_redraw_s)
+    def close(self) -> None:
+        """Stop the probe (closing its call) and the redraw thread."""
+        if self.probe is not None:
+            self.probe.stop()
+        super().close()
 
     def redraw(self) -> None:
         """Repaint the chart from the probe's samples (one batched update)."""
@@ -228,4 +222,3 @@ class ChaosPanel:
             line.text = list(ok.served_by)
             failed.x, failed.y = list(bad.time), list(bad.latency_ms)
             failed.text = list(bad.status)
-        self.redraws += 1

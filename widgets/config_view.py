@@ -1,8 +1,8 @@
 """A small config editor: namespace / key / value / type + Set, and a live list of changes.
 
 Presentation only: it calls the Lab's public config part (``lab.config.set``,
-``lab.config.watch``), typed as ``widgets.sources.ConfigSource``. Values arrive on the watch's thread and are written with
-``Output.append_stdout``; widgets are created and displayed on the main thread.
+``lab.config.watch``), typed as ``widgets.sources.ConfigSource``. Values arrive on the watch's
+thread into a bounded buffer; the view base (``widgets.view_base``) redraws the list, throttled.
 
     from widgets.config_view import ConfigEditor
     editor = ConfigEditor(lab, "calculator"); editor.show()
@@ -11,16 +11,17 @@ Presentation only: it calls the Lab's public config part (``lab.config.set``,
 
 from __future__ import annotations
 
-import threading
+from collections import deque
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
-from IPython.display import display
 
 from widgets.sources import ConfigSource, Stoppable
+from widgets.view_base import ViewBase, bounded, stream_output
 
 VALUE_TYPES = ["string", "int", "bool", "json"]
+MAX_LINES = 200  # changes kept in the live list
 
 
 def format_value(v: dict[str, Any]) -> str:
@@ -29,7 +30,7 @@ def format_value(v: dict[str, Any]) -> str:
     return f"{when} {v['namespace']}/{v['key']} = {v['value']} ({v['value_type']}, v{v['version']})\n"
 
 
-class ConfigEditor:
+class ConfigEditor(ViewBase):
     """Set config values and watch a namespace change live.
 
     Args:
@@ -40,6 +41,7 @@ class ConfigEditor:
     def __init__(
         self, lab: ConfigSource, namespace: str = "calculator", key: str = "", value: str = ""
     ) -> None:
+        super().__init__("config-editor")
         self.lab = lab
         self.namespace = widgets.Text(value=namespace, description="namespace", continuous_update=False)
         self.key = widgets.Text(value=key, description="key")
@@ -53,14 +55,18 @@ class ConfigEditor:
                 widgets.HBox([self.namespace, self.key]),
                 widgets.HBox([self.value, self.value_type, self.button]),
                 self.status,
+                self.errors,
                 self.out,
             ]
         )
+        self.widget = self.box
         self.values: dict[str, dict[str, Any]] = {}  # key -> latest value seen by the watch
-        self._lock = threading.Lock()
+        self.lines: deque[str] = bounded(MAX_LINES)
+        self._appended = 0
+        self._drawn = 0
         self._watch: Stoppable | None = None
-        self.button.on_click(lambda _b: self.set())
-        self.namespace.observe(lambda _change: self.follow(), names="value")
+        self.button.on_click(self.guarded(lambda _b: self.set(), "set"))
+        self.namespace.observe(self.guarded(lambda _change: self.follow(), "namespace"), names="value")
         self.follow()
 
     def set(self) -> dict[str, Any] | None:
@@ -77,27 +83,35 @@ class ConfigEditor:
 
     def follow(self) -> None:
         """(Re)start the live list for the current namespace."""
-        if self._watch is not None:
-            self._watch.stop()
+        self.release(self._watch)
+        self._watch = None
         with self._lock:
             self.values.clear()
-        self.out.clear_output()
-        self._watch = self.lab.config.watch(self.namespace.value, self._on_value)
+        self.lines.clear()
+        self._appended += 1
+        self._watch = self.keep(
+            self.lab.config.watch(self.namespace.value, self.guarded(self._on_value, "watch"))
+        )
+        self.start_redraws()
 
     def _on_value(self, v: dict[str, Any]) -> None:  # on the watch thread
         with self._lock:
             self.values[v["key"]] = v
-        self.out.append_stdout(format_value(v))
+        self.lines.append(format_value(v).rstrip("\n"))
+        self._appended += 1
+        self.mark_dirty()
 
-    def show(self) -> None:
-        """Display the editor (main thread)."""
-        display(self.box)
+    def redraw(self) -> None:
+        """Rewrite the live list from the bounded buffer when values arrived since the last redraw."""
+        appended = self._appended
+        if appended != self._drawn:
+            self.out.outputs = (stream_output(list(self.lines)),)
+            self._drawn = appended
 
     def stop(self) -> None:
-        """Stop following."""
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
+        """Stop following (and the redraws); same as ``close()``."""
+        self.close()
+        self._watch = None
 
 
 def _escape(text: str) -> str:

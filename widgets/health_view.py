@@ -11,7 +11,7 @@ Everything here reads the Lab's public health part (``lab.health()``, ``lab.heal
 from __future__ import annotations
 
 import html
-import threading
+from collections import deque
 
 import ipywidgets as widgets
 import pandas as pd
@@ -21,6 +21,7 @@ from IPython.display import display
 
 from runtime.lab.health import HealthChange
 from widgets.sources import HealthSource, Stoppable
+from widgets.view_base import MIN_REDRAW_S, ViewBase, bounded, stream_output
 
 STATE_COLORS = {
     "HEALTHY": "#2e7d32",
@@ -29,8 +30,7 @@ STATE_COLORS = {
     "UNHEALTHY": "#c62828",
     "UNKNOWN": "#9e9e9e",
 }
-# The browser and the widget comm choke on faster updates; transitions in between are batched.
-MIN_REDRAW_S = 0.4
+TICK_S = 2.0  # redraw this often with no transition too: the open period grows with the clock
 LOG_LINES = 200
 SEGMENT_COLUMNS = ["instance", "state", "start", "end", "reason"]
 
@@ -85,44 +85,40 @@ def states_html(health: pd.DataFrame) -> str:
     return f"<table style='font-family:monospace'><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-class HealthBoard:
+class HealthBoard(ViewBase):
     """Live states, a transition log and the timeline, fed by ``lab.health.watch``.
+
+    Stands on ``ViewBase``: transitions arrive on the watch thread and only mark the view dirty;
+    the view's thread redraws at most a few times a second and every ``TICK_S`` so the timeline
+    keeps advancing; the transition log keeps the last ``LOG_LINES``.
 
     Args:
         lab: anything with a health part (``HealthSource``), e.g. the running Lab.
     """
 
     def __init__(self, lab: HealthSource, min_redraw_s: float = MIN_REDRAW_S) -> None:
+        super().__init__("health-board", min_redraw_s=min_redraw_s, tick_s=TICK_S)
         self.lab = lab
-        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
         self.table = widgets.HTML()
         self.log = widgets.Output(
             layout=widgets.Layout(max_height="180px", overflow="auto", border="1px solid #ddd")
         )
         self.figure = go.FigureWidget(layout=go.Layout(title="Health per instance", height=260))
-        self.widget = widgets.VBox([self.table, self.log, self.figure])
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
+        self.widget = widgets.VBox([self.table, self.errors, self.log, self.figure])
+        self.lines: deque[str] = bounded(LOG_LINES)
+        self._appended = 0  # lines ever appended; the log is rewritten when it moved
+        self._drawn = 0
         self._watch: Stoppable | None = None
-        self._thread: threading.Thread | None = None
-        self.redraws = 0
 
     def show(self) -> None:
         """Display the board (from the notebook's main thread) and start following the lab."""
         display(self.widget)
-        self._watch = self.lab.health.watch(self._on_change)
-        self._thread = threading.Thread(target=self._redraw_loop, name="health-board-redraw", daemon=True)
-        self._thread.start()
-        self._dirty.set()
+        self._watch = self.keep(self.lab.health.watch(self.guarded(self._on_change, "watch")))
+        self.start_redraws()
 
     def stop(self) -> None:
-        """Stop following (the widgets keep their last picture)."""
-        self._stop.set()
-        self._dirty.set()
-        if self._watch is not None:
-            self._watch.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop following (the widgets keep their last picture); same as ``close()``."""
+        self.close()
 
     def _on_change(self, change: HealthChange) -> None:
         # Called on the watch thread: only note the change; the redraw thread batches.
@@ -130,27 +126,19 @@ class HealthBoard:
             when = (
                 change.time.tz_convert(None).strftime("%H:%M:%S.%f")[:-3] if change.time is not None else ""
             )
-            self.log.append_stdout(
-                f"{when} {change.instance}: {change.old_state} -> {change.new_state} ({change.reason})\n"
+            self.lines.append(
+                f"{when} {change.instance}: {change.old_state} -> {change.new_state} ({change.reason})"
             )
-        self._dirty.set()
-
-    def _redraw_loop(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait()
-            if self._stop.is_set():
-                return
-            self._dirty.clear()
-            try:
-                self.redraw()
-            except Exception as err:  # noqa: BLE001 - e.g. the health service restarts: try again
-                self.log.append_stdout(f"redraw failed ({err}); retrying\n")
-                self._dirty.set()
-            self._stop.wait(self.min_redraw_s)
+            self._appended += 1
+        self.mark_dirty()
 
     def redraw(self) -> None:
-        """Read states and history once and repaint table and timeline."""
+        """Read states and history once and repaint table, transition log and timeline."""
         self.table.value = states_html(self.lab.health())
+        appended = self._appended
+        if appended != self._drawn:
+            self.log.outputs = (stream_output(list(self.lines)),)
+            self._drawn = appended
         fresh = timeline_figure(self.lab.health.history())
         with self.figure.batch_update():
             self.figure.data = ()
@@ -159,4 +147,3 @@ class HealthBoard:
             self.figure.layout.yaxis = fresh.layout.yaxis
             self.figure.layout.barmode = "overlay"
             self.figure.layout.height = fresh.layout.height
-        self.redraws += 1

@@ -1,8 +1,9 @@
 """LabBoard: a live control panel for a running lab (process table, kill/restart, CPU and memory).
 
-A view only: it reads and acts through the Lab's public API (``widgets.sources.ProcessSource``). It is displayed from the main thread;
-a named background thread refreshes it at most twice a second, batching plotly updates, and
-button output goes through ``Output.append_stdout`` (never print from a thread).
+A view only: it reads and acts through the Lab's public API (``widgets.sources.ProcessSource``).
+It stands on ``widgets.view_base.ViewBase``: a named thread refreshes it every ``refresh_s``
+(batched plotly updates), errors show in the board, button output goes through
+``Output.append_stdout`` (never print from a thread).
 
     from widgets.lab_board import LabBoard
     board = LabBoard(lab)
@@ -13,19 +14,18 @@ button output goes through ``Output.append_stdout`` (never print from a thread).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from IPython.display import display
 
 from widgets.sources import ProcessSource
+from widgets.view_base import ViewBase
 
 REFRESH_S = 1.0
-MIN_REFRESH_S = 0.5  # widgets and the browser choke on faster updates
+MIN_REFRESH_S = 0.5  # reads the whole status table: twice a second is plenty
 WINDOW = 120  # samples kept per instance: two minutes at 1 s
 STATE_COLORS = {
     "RUNNING": "#2e7d32",
@@ -36,7 +36,7 @@ STATE_COLORS = {
 }
 
 
-class LabBoard:
+class LabBoard(ViewBase):
     """Process table, a kill/restart control and a live RSS chart for one lab.
 
     Args:
@@ -44,8 +44,9 @@ class LabBoard:
     """
 
     def __init__(self, lab: ProcessSource, refresh_s: float = REFRESH_S) -> None:
-        self.lab = lab
         self.refresh_s = max(refresh_s, MIN_REFRESH_S)
+        super().__init__("lab-board", min_redraw_s=self.refresh_s, tick_s=self.refresh_s)
+        self.lab = lab
         self.table = widgets.HTML()
         self.instance = widgets.Dropdown(description="instance")
         self.signal = widgets.Dropdown(options=["SIGKILL", "SIGTERM"], value="SIGKILL", description="signal")
@@ -59,26 +60,19 @@ class LabBoard:
         )
         self._samples: dict[str, deque[tuple[float, float]]] = {}
         self._traces: dict[str, int] = {}  # instance -> index of its trace in figure.data
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.kill_button.on_click(self._on_kill)
-        self.restart_button.on_click(self._on_restart)
+        self.kill_button.on_click(self.guarded(self._on_kill, "kill"))
+        self.restart_button.on_click(self.guarded(self._on_restart, "restart"))
         controls = widgets.HBox([self.instance, self.signal, self.kill_button, self.restart_button])
-        self.widget = widgets.VBox([self.table, controls, self.log, self.figure])
+        self.widget = widgets.VBox([self.table, controls, self.errors, self.log, self.figure])
         self.refresh()
 
-    def show(self) -> None:
-        """Display the board (call from the notebook's main thread) and start refreshing it."""
-        display(self.widget)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="lab-board-refresh", daemon=True)
-            self._thread.start()
-
     def stop(self) -> None:
-        """Stop refreshing (the widgets stay as they were)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop refreshing (the widgets stay as they were); same as ``close()``."""
+        self.close()
+
+    def redraw(self) -> None:
+        """The view base's redraw: one ``refresh()``."""
+        self.refresh()
 
     def refresh(self) -> None:
         """Read the lab once and update table, instance list and chart."""
@@ -103,14 +97,6 @@ class LabBoard:
                 trace = self.figure.data[self._traces[inst]]
                 trace.x = [time.strftime("%H:%M:%S", time.localtime(t)) for t, _ in samples]
                 trace.y = [r for _, r in samples]
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            try:
-                self.refresh()
-            except Exception as err:  # noqa: BLE001 - a stopped lab must not kill the thread noisily
-                self.log.append_stdout(f"refresh stopped: {err}\n")
-                return
 
     def _on_kill(self, _button: widgets.Button) -> None:
         inst = self.instance.value

@@ -13,19 +13,16 @@ handle), typed as ``widgets.sources.LoadSource``; nothing touches processes.
 from __future__ import annotations
 
 import html
-import threading
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
-from IPython.display import display
 from plotly.subplots import make_subplots
 
 from runtime.lab.load import LoadTest
 from widgets.sources import LoadSource
+from widgets.view_base import MIN_REDRAW_S, ViewBase
 
-# The browser and the widget comm choke on faster updates; metrics in between are batched.
-MIN_REDRAW_S = 0.4
 LATENCY_SERIES = (("p50_ms", "p50", "#2e7d32"), ("p95_ms", "p95", "#f9a825"), ("p99_ms", "p99", "#c62828"))
 METHODS = ("Add", "Subtract", "Multiply", "Divide")
 
@@ -62,7 +59,7 @@ def summary_html(summary: pd.Series) -> str:
     )
 
 
-class LoadView:
+class LoadView(ViewBase):
     """Start/stop controls and a live chart fed by a LoadTest's per-second metrics.
 
     Args:
@@ -73,8 +70,8 @@ class LoadView:
     def __init__(
         self, lab: LoadSource, target: str = "CalculatorService", min_redraw_s: float = MIN_REDRAW_S
     ) -> None:
+        super().__init__("load-view", min_redraw_s=min_redraw_s)
         self.lab = lab
-        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
         self.target = widgets.Text(value=target, description="target")
         self.method = widgets.Dropdown(options=METHODS, value="Add", description="method")
         self.rps = widgets.IntSlider(value=200, min=10, max=3000, step=10, description="rps")
@@ -85,21 +82,12 @@ class LoadView:
         self.figure = go.FigureWidget(
             load_figure(pd.DataFrame(columns=["second", "rps", "failed", "p50_ms", "p95_ms", "p99_ms"]))
         )
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop_test())
+        self.start_button.on_click(self.guarded(lambda _: self.start(), "start"))
+        self.stop_button.on_click(self.guarded(lambda _: self.stop_test(), "stop"))
         controls = widgets.HBox([self.target, self.method])
         sliders = widgets.HBox([self.rps, self.duration, self.start_button, self.stop_button])
-        self.widget = widgets.VBox([controls, sliders, self.status, self.figure])
+        self.widget = widgets.VBox([controls, sliders, self.status, self.errors, self.figure])
         self.test: LoadTest | None = None
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.redraws = 0
-
-    def show(self) -> None:
-        """Display the view (from the notebook's main thread) and start its redraw thread."""
-        display(self.widget)
-        self._ensure_thread()
 
     def start(self) -> LoadTest | None:
         """Start a test with the controls' values and follow it; returns the LoadTest (None: refused)."""
@@ -122,39 +110,23 @@ class LoadView:
         self.start_button.disabled = True
         self.stop_button.disabled = False
         self.status.value = f"running {html.escape(repr(test))}"
-        test.on_metrics(lambda _row: self._dirty.set())
-        self._ensure_thread()
-        self._dirty.set()
+        test.on_metrics(lambda _row: self.mark_dirty())
+        self.start_redraws()
 
     def stop_test(self) -> None:
         """Stop the running test early (its summary shows under the controls)."""
         if self.test is not None and not self.test.done:
             self.status.value = summary_html(self.test.stop())
-        self._dirty.set()
+        self.mark_dirty()
 
     def stop(self) -> None:
+        """Stop the running test (if any) and the redraw thread; same as ``close()``."""
+        self.close()
+
+    def close(self) -> None:
         """Stop the running test (if any) and the redraw thread; the chart keeps its last picture."""
         self.stop_test()
-        self._stop.set()
-        self._dirty.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._redraw_loop, name="load-view-redraw", daemon=True)
-            self._thread.start()
-
-    def _redraw_loop(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait()
-            self._dirty.clear()
-            try:
-                self.redraw()
-            except Exception as err:  # noqa: BLE001 - e.g. the load generator restarted: say so, go on
-                self.status.value = f"redraw failed: {html.escape(str(err))}"
-            self._stop.wait(self.min_redraw_s)
+        super().close()
 
     def redraw(self) -> None:
         """Repaint the chart from the test's frame (one batched update); show the summary at the end."""
@@ -166,7 +138,6 @@ class LoadView:
             for trace, new in zip(self.figure.data, fresh.data, strict=True):
                 trace.x = new.x
                 trace.y = new.y
-        self.redraws += 1
         if test.done and not self.stop_button.disabled:
             self.start_button.disabled = False
             self.stop_button.disabled = True

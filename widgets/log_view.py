@@ -2,7 +2,7 @@
 
 Everything here reads the Lab's public log part (``lab.logs.tail()``, ``lab.logs()``), typed as
 ``widgets.sources.LogSource``; nothing touches processes. Tail lines arrive on the tail's thread
-and are written with ``Output.append_stdout``.
+into a bounded buffer; the view base (``widgets.view_base``) redraws them, throttled.
 
     from widgets.log_view import LogTail, styled
     tail = LogTail(lab, service="calculator"); tail.show()   # live; change filters in the form
@@ -12,15 +12,14 @@ and are written with ``Output.append_stdout``.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
-from IPython.display import display
 
 from widgets.sources import LogSource, Stoppable
+from widgets.view_base import ViewBase, bounded, stream_output
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 LEVEL_COLORS = {
@@ -51,7 +50,7 @@ def styled(frame: pd.DataFrame) -> Any:
     return frame.style.map(color, subset=["level"])  # type: ignore[arg-type]
 
 
-class LogTail:
+class LogTail(ViewBase):
     """A filter form (service, minimum level, search) over a live ``lab.logs.tail``.
 
     Args:
@@ -62,6 +61,7 @@ class LogTail:
     def __init__(
         self, lab: LogSource, service: str | None = None, level: str = "INFO", search: str = ""
     ) -> None:
+        super().__init__("log-tail")
         self.lab = lab
         services = sorted(set(lab.status()["service"])) + ["notebook"]
         self.service = widgets.Dropdown(options=[ALL, *services], value=service or ALL, description="service")
@@ -70,14 +70,15 @@ class LogTail:
         self.status = widgets.HTML()
         self.out = widgets.Output(layout={"height": "300px", "overflow": "auto", "border": "1px solid #ddd"})
         self.box = widgets.VBox(
-            [widgets.HBox([self.service, self.level, self.search]), self.status, self.out]
+            [widgets.HBox([self.service, self.level, self.search]), self.status, self.errors, self.out]
         )
-        self._lines: deque[str] = deque(maxlen=MAX_LINES)
-        self._shown = 0
-        self._lock = threading.Lock()
+        self.widget = self.box
+        self._lines: deque[str] = bounded(MAX_LINES)
+        self._appended = 0  # lines ever appended; the view rewrites its output when it moved
+        self._drawn = 0
         self._tail: Stoppable | None = None
         for w in (self.service, self.level, self.search):
-            w.observe(lambda _change: self.restart(), names="value")
+            w.observe(self.guarded(lambda _change: self.restart(), "filter"), names="value")
         self.restart()
 
     def filters(self) -> dict[str, Any]:
@@ -91,41 +92,35 @@ class LogTail:
 
     def restart(self) -> None:
         """Stop the current tail and start one with the form's filters."""
-        self.stop()
-        with self._lock:
-            self._lines.clear()
-            self._shown = 0
-            self.out.outputs = ()
-        self._tail = self.lab.logs.tail(self._on_row, **self.filters())
+        self.release(self._tail)
+        self._tail = None
+        self._lines.clear()
+        self._appended += 1  # forces the (now empty) output to be redrawn
+        self._tail = self.keep(self.lab.logs.tail(self.guarded(self._on_row, "tail"), **self.filters()))
         shown = ", ".join(f"{k}={v!r}" for k, v in self.filters().items())
         self.status.value = f"<i>tailing {shown}</i>"
+        self.start_redraws()
 
     def _on_row(self, row: dict[str, Any]) -> None:
-        # Runs on the tail's thread: only Output.append_* and plain assignments here.
-        line = format_row(row)
-        with self._lock:
-            self._lines.append(line)
-            self._shown += 1
-            if self._shown > 2 * MAX_LINES:  # redraw from the bounded buffer instead of growing
-                self.out.outputs = ()
-                self.out.append_stdout("\n".join(self._lines) + "\n")
-                self._shown = len(self._lines)
-            else:
-                self.out.append_stdout(line + "\n")
+        # Runs on the tail's thread: note the line; the view's thread redraws (batched, bounded).
+        self._lines.append(format_row(row))
+        self._appended += 1
+        self.mark_dirty()
+
+    def redraw(self) -> None:
+        """Rewrite the output from the bounded buffer when lines arrived since the last redraw."""
+        appended = self._appended
+        if appended != self._drawn:
+            self.out.outputs = (stream_output(list(self._lines)),)
+            self._drawn = appended
 
     @property
     def lines(self) -> list[str]:
         """The lines currently kept (newest last)."""
-        with self._lock:
-            return list(self._lines)
-
-    def show(self) -> None:
-        """Display the form and the live lines (call from a notebook cell)."""
-        display(self.box)
+        return list(self._lines)
 
     def stop(self) -> None:
-        """End the live tail."""
-        if self._tail is not None:
-            self._tail.stop()
-            self._tail = None
-            self.status.value = "<i>stopped</i>"
+        """End the live tail and the redraws; same as ``close()``."""
+        self.close()
+        self._tail = None
+        self.status.value = "<i>stopped</i>"

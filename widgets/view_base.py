@@ -1,0 +1,184 @@
+"""The one base every live view stands on: update thread, throttle, bounded buffers, errors, close().
+
+A live view gets data on other threads (a watch stream's callback, a probe, a load test's
+metrics). Drawing on each of those threads floods the widget comm and the browser, and an
+exception there ends up in the browser console where nobody looks. So every view does the same:
+
+- callbacks only *note* what changed (append to a bounded ``deque`` and call ``mark_dirty()``);
+- one named thread per view redraws at most ``1 / min_redraw_s`` times per second (at most
+  ``MAX_REDRAWS_PER_S``), batching everything that arrived in between into one ``redraw()``
+  (inside it, plotly changes go in one ``fig.batch_update()``);
+- ``tick_s`` also redraws with no news (a timeline keeps advancing with the clock);
+- an exception in ``redraw()``, a callback or a button handler is shown *inside the widget*
+  (``self.errors``, an HTML line with the exception text) and the view keeps going;
+- ``close()`` stops the thread and every watch the view registered with ``keep()``.
+
+    class Clock(ViewBase):
+        def __init__(self) -> None:
+            super().__init__("clock", tick_s=1.0)
+            self.label = widgets.HTML()
+            self.widget = widgets.VBox([self.label, self.errors])
+        def redraw(self) -> None:
+            self.label.value = time.strftime("%H:%M:%S")
+
+    clock = Clock(); clock.show(); ...; clock.close()
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import ipywidgets as widgets
+from IPython.display import display
+
+from widgets.sources import Stoppable
+
+MAX_REDRAWS_PER_S = 4  # the widget comm and the browser fall behind above a few updates a second
+MIN_REDRAW_S = 1.0 / MAX_REDRAWS_PER_S
+ERRORS_KEPT = 5  # the last few error lines shown in the view; older ones go
+JOIN_S = 5.0
+
+T = TypeVar("T")
+
+
+def bounded(maxlen: int) -> deque[Any]:
+    """A buffer for a view: a ``deque`` that drops its oldest items past ``maxlen``."""
+    return deque(maxlen=maxlen)
+
+
+def stream_output(lines: list[str]) -> dict[str, str]:
+    """``lines`` as one stdout output for ``Output.outputs``: the whole bounded buffer in one message."""
+    return {"output_type": "stream", "name": "stdout", "text": "\n".join(lines) + ("\n" if lines else "")}
+
+
+class ViewBase:
+    """Owns a view's redraw thread, its throttle, its error line and its ``close()``.
+
+    Subclasses implement ``redraw()`` and put ``self.errors`` somewhere in their widget.
+
+    Args:
+        name: names the thread (``<name>-redraw``) and prefixes error lines.
+        min_redraw_s: the least time between two redraws (never below ``MIN_REDRAW_S``).
+        tick_s: redraw at least this often even without ``mark_dirty()`` (None: only on news).
+    """
+
+    widget: widgets.Widget
+
+    def __init__(self, name: str, *, min_redraw_s: float = MIN_REDRAW_S, tick_s: float | None = None) -> None:
+        self.name = name
+        self.min_redraw_s = max(min_redraw_s, MIN_REDRAW_S)
+        self.tick_s = tick_s
+        self.errors = widgets.HTML()
+        self.error_lines: deque[str] = bounded(ERRORS_KEPT)
+        self.redraws = 0
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watches: list[Stoppable] = []
+        self._lock = threading.Lock()
+
+    # -- for subclasses --------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Repaint the view from its buffers (runs on the view's thread, or called directly)."""
+        raise NotImplementedError
+
+    def mark_dirty(self) -> None:
+        """Something changed: the view's thread redraws soon (many calls, one redraw)."""
+        self._dirty.set()
+
+    def keep(self, watch: T) -> T:
+        """Register a watch (anything with ``stop()``) for ``close()`` to stop; returns it."""
+        with self._lock:
+            self._watches.append(watch)  # type: ignore[arg-type]
+        return watch
+
+    def release(self, watch: Stoppable | None) -> None:
+        """Stop one kept watch now (e.g. a filter changed and a new tail replaces it)."""
+        if watch is None:
+            return
+        with self._lock:
+            if watch in self._watches:
+                self._watches.remove(watch)
+        watch.stop()
+
+    def guarded(self, fn: Callable[..., Any], where: str = "") -> Callable[..., Any]:
+        """``fn`` wrapped so an exception is shown in the view instead of lost (buttons, callbacks)."""
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - the point: show it in the widget
+                self.report_error(err, where or getattr(fn, "__name__", "callback"))
+                return None
+
+        return run
+
+    def report_error(self, err: BaseException | str, where: str = "") -> None:
+        """Show ``err`` in the view's error line (the last ``ERRORS_KEPT`` are kept)."""
+        text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+        line = f"{time.strftime('%H:%M:%S')} {self.name}{' ' + where if where else ''}: {text}"
+        self.error_lines.append(line[:500])
+        self.errors.value = (
+            "<div style='color:#c62828;font-family:monospace;white-space:pre-wrap'>"
+            + ("<br>".join(html.escape(x) for x in self.error_lines))
+            + "</div>"
+        )
+
+    def clear_errors(self) -> None:
+        """Empty the error line."""
+        self.error_lines.clear()
+        self.errors.value = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Display the view (from the notebook's main thread) and start its redraw thread."""
+        display(self.widget)
+        self.start_redraws()
+
+    def start_redraws(self) -> None:
+        """Start the redraw thread (again, after ``close()``); idempotent."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-redraw", daemon=True)
+        self._thread.start()
+        self._dirty.set()
+
+    @property
+    def running(self) -> bool:
+        """True while the redraw thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the redraw thread and every kept watch; the widgets keep their last picture."""
+        self._stop.set()
+        self._dirty.set()
+        with self._lock:
+            watches, self._watches = self._watches, []
+        for w in watches:
+            try:
+                w.stop()
+            except Exception as err:  # noqa: BLE001 - one broken watch must not keep the others running
+                self.report_error(err, "close")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=JOIN_S)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait(self.tick_s)
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            try:
+                self.redraw()
+                self.redraws += 1
+            except Exception as err:  # noqa: BLE001 - e.g. a service restarts: say so and go on
+                self.report_error(err, "redraw")
+            self._stop.wait(self.min_redraw_s)
