@@ -116,7 +116,7 @@ def test_a_service_that_dies_before_ready_is_named_with_its_exit_and_output(lab_
     text = str(info.value)
     assert "doomed" in text and "7" in text, text
     assert "boom: no settings file" in text, text
-    # The failed up stopped the lab it had started (see Lab._failed_up) and says so.
+    # The failed up stopped the lab it had started (see runtime.lab.startup.failed_up) and says so.
     assert "was stopped again" in text, text
     assert launcher.read_info(lab_dir) is None
 

@@ -25,8 +25,9 @@ Only the calls a chapter is built around keep a flat alias on ``Lab``: ``lab.sta
 
 The rest of the package: ``connection`` (channels + the one gRPC error mapping), ``names``
 (instance and signal names a learner may use), ``jobs`` (``lab.run_job``), ``frames`` (protos
-to DataFrames), ``stream_watch`` and ``events`` (background watches), ``launcher``, ``lease``
-and ``project`` (finding, starting and holding the daemon), ``setup_check`` (notebook 00).
+to DataFrames), ``stream_watch`` and ``events`` (background watches), ``startup`` (one handle
+per lab dir, when a lab is ready, cleanup after a failed up), ``launcher``, ``lease`` and
+``project`` (finding, starting and holding the daemon), ``setup_check`` (notebook 00).
 
 The calculator is the demo that runs *on* the runtime, so nothing here imports it. Its helpers
 (a client, the polyglot clients, the chaos panel's latency probe) are in ``calculator.lab``, and

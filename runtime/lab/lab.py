@@ -20,10 +20,8 @@ runtime: its helpers live in ``calculator.lab`` over the generic ``lab.run_job``
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,7 +30,7 @@ import pandas as pd
 from runtime.client import auth
 from runtime.errors import LabError, LabNotRunning, StartupError
 from runtime.identity import ENV_LEASE_TTL_MS
-from runtime.lab import frames, launcher
+from runtime.lab import frames, launcher, startup
 from runtime.lab.chaos import Chaos
 from runtime.lab.config import Config
 from runtime.lab.connection import Connection, message, rpc_error
@@ -52,12 +50,6 @@ RPC_TIMEOUT_S = 5.0
 READY_POLL_S = 0.05
 DEFAULT_LINGER_S = 30.0
 RUNNING = "RUNNING"
-_DEAD_STATES = (supervisor_pb2.PROCESS_STATE_FATAL, supervisor_pb2.PROCESS_STATE_EXITED)
-
-# One handle per lab dir per process: re-running `Lab.up()` in a cell attaches to the same
-# handle instead of piling up leases.
-_handles: dict[Path, Lab] = {}
-_handles_lock = threading.Lock()
 
 
 class Lab:
@@ -124,47 +116,23 @@ class Lab:
         Raises:
             StartupError: a service did not become ready; names it with its last log lines and
                 says what became of the lab: one this call started is stopped again, one that
-                was running already keeps running (see ``_failed_up``).
+                was running already keeps running (see ``startup.failed_up``).
 
         Example:
             >>> lab = Lab.up()        # doctest: +SKIP
         """
         paths = resolve(lab_dir, config)
-        existing = _live_handle(paths.lab_dir)
+        existing = startup.live_handle(paths.lab_dir)
         if existing is not None:
             existing.wait_ready(timeout_s)
             return existing
         info, started = launcher.find_or_spawn(paths.lab_dir, paths.config, linger_s)
-        lab = cls._register(paths, info, persistent=persistent)
+        lab = startup.register(cls(paths, info, persistent=persistent))
         try:
             lab.wait_ready(timeout_s)
         except StartupError as err:
-            raise lab._failed_up(err, started) from None
+            raise startup.failed_up(lab, err, started) from None
         return lab
-
-    def _failed_up(self, err: StartupError, started: bool) -> StartupError:
-        """Clean up after a failed ``up`` and say in the error what became of the lab.
-
-        A lab this call started is stopped again: the learner who reads "calculator-1 is FATAL"
-        fixes it and runs ``up`` again, and must not meet half a lab holding ports, nor (after
-        ``runtime-lab up``) a persistent lease keeping that half running unseen. The error keeps
-        the failing service's last lines; its full output stays in the lab dir's logs. A lab that
-        was running before this call belongs to whoever started it: it keeps running, this handle
-        only gives back its own lease, and the error says how to stop the lab.
-        """
-        if started:
-            try:
-                self.down()
-                outcome = f"the lab this call started in {self.lab_dir} was stopped again"
-            except (LabError, grpc.RpcError) as exc:
-                outcome = f"stopping the lab it started failed ({exc}); stop it with `runtime-lab down`"
-        else:
-            self.close()
-            outcome = (
-                f"the lab in {self.lab_dir} was running before and keeps running; "
-                "stop it with `runtime-lab down` or Lab.down()"
-            )
-        return StartupError(err.service, f"{err.reason}; {outcome}", err.last_lines)
 
     @classmethod
     def attach(cls, lab_dir: str | os.PathLike[str] | None = None) -> Lab:
@@ -174,17 +142,10 @@ class Lab:
             LabNotRunning: no daemon answers for that lab dir.
         """
         paths = resolve(lab_dir, None)
-        existing = _live_handle(paths.lab_dir)
+        existing = startup.live_handle(paths.lab_dir)
         if existing is not None:
             return existing
-        return cls._register(paths, launcher.attach_info(paths.lab_dir))
-
-    @classmethod
-    def _register(cls, paths: LabPaths, info: launcher.DaemonInfo, *, persistent: bool = False) -> Lab:
-        lab = cls(paths, info, persistent=persistent)
-        with _handles_lock:
-            _handles[paths.lab_dir] = lab
-        return lab
+        return startup.register(cls(paths, launcher.attach_info(paths.lab_dir)))
 
     def wait_ready(self, timeout_s: float = 30.0) -> pd.DataFrame:
         """Wait until every service instance is RUNNING; returns the status table.
@@ -195,24 +156,15 @@ class Lab:
         deadline = time.monotonic() + timeout_s
         while True:
             procs = list(self._call("ListProcesses", supervisor_pb2.ListProcessesRequest()).processes)
-            pending = [p for p in procs if not _is_ready_or_skipped(p)]
-            # FATAL: the start limit was hit; EXITED: its restart policy says it stays down.
-            dead = [p for p in pending if p.state in _DEAD_STATES]
-            if dead:
-                p = dead[0]
-                state = frames.enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_")
-                raise StartupError(
-                    p.instance_id, f"is {state}: {p.last_exit_reason}", self._last_lines(p.instance_id)
-                )
-            if procs and not pending:
+            if startup.all_ready(procs):
                 return frames.status_frame(procs)
-            if time.monotonic() > deadline:
-                p = pending[0] if pending else None
-                if p is None:
-                    raise StartupError("lab", f"listed no processes within {timeout_s:.0f} s")
-                state = frames.enum_label(supervisor_pb2.ProcessState, p.state, "PROCESS_STATE_")
-                reason = f"not ready within {timeout_s:.0f} s (state {state}; {p.last_exit_reason or 'no exit yet'})"
-                raise StartupError(p.instance_id, reason, self._last_lines(p.instance_id))
+            failure = startup.startup_failure(
+                procs, timed_out=time.monotonic() > deadline, timeout_s=timeout_s
+            )
+            if failure is not None:
+                instance, reason = failure
+                lines = self._last_lines(instance) if instance != startup.NO_PROCESSES else []
+                raise StartupError(instance, reason, lines)
             time.sleep(READY_POLL_S)
 
     # -- reading the lab -------------------------------------------------------------------
@@ -459,31 +411,10 @@ class Lab:
             ch.close()
         self._channels.clear()
         self._sup_channel.close()
-        with _handles_lock:
-            if _handles.get(self.lab_dir) is self:
-                del _handles[self.lab_dir]
+        startup.forget(self)
 
     def __repr__(self) -> str:
         return f"<Lab {self.lab_dir} supervisor pid={self.pid} at {self.address}>"
-
-
-def _live_handle(lab_dir: Path) -> Lab | None:
-    with _handles_lock:
-        lab = _handles.get(lab_dir)
-    if (
-        lab is not None
-        and launcher.pid_alive(lab.pid)
-        and launcher.probe(launcher.DaemonInfo(lab.pid, lab.address, lab.token))
-    ):
-        return lab
-    if lab is not None:
-        lab._close_channels()
-    return None
-
-
-def _is_ready_or_skipped(p: supervisor_pb2.ProcessInfo) -> bool:
-    # SKIPPED: its `requires` is missing; it will not run, so nobody waits for it.
-    return p.state in (supervisor_pb2.PROCESS_STATE_RUNNING, supervisor_pb2.PROCESS_STATE_SKIPPED)
 
 
 def _process_request(cls: Callable[..., Any], verb: str, service: str, instance: str | int | None) -> Any:
