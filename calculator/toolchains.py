@@ -19,8 +19,8 @@ error: the build says what to install and the lab skips that client (lab.yaml ``
 Set ``LAB_REQUIRE_POLYGLOT=1`` (CI) to turn a missing toolchain into a failure.
 
 Only C++ needs system packages (gRPC C++ has no package-registry build). Rust's protoc comes in
-the ``protoc-bin-vendored`` crate (calculator/rust/build.rs); TypeScript loads the .proto files at
-run time (@grpc/proto-loader from npm); Python's stubs are committed, and ``make gen`` regenerates
+the ``protoc-bin-vendored`` crate (calculator/rust/build.rs); TypeScript's protobuf-es code is
+committed (calculator/node/src/gen, buf from npm); Python's stubs are committed, and ``make gen`` regenerates
 them with protoc from ``grpcio-tools`` (PyPI).
 """
 

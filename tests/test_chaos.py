@@ -1,4 +1,8 @@
-"""Chaos in a real lab: every fault kind seen at a client, TTL, dead-man switch, CRASH, bad input."""
+"""Chaos in a real lab: every fault kind seen at a client, TTL, dead-man switch, CRASH, bad input.
+
+The tests about what an agent does with a fault run against the Python and the TypeScript
+calculator (``[python]``, ``[typescript]``; tests/calculator_languages.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 import grpc
 import psutil
 import pytest
+from calculator_languages import CALCULATOR_LANGUAGES, calculator_lab
 from waiting import wait_until
 
 from calculator.lab import CalculatorLab
@@ -24,8 +29,11 @@ DEAD_MAN_LIMIT_S = 1.0
 
 
 @pytest.fixture
-def lab(lab_factory) -> Lab:
-    return lab_factory("chaos")
+def lab(request: pytest.FixtureRequest, lab_factory) -> Lab:
+    return calculator_lab(lab_factory, "chaos", getattr(request, "param", "python"))
+
+
+both_languages = pytest.mark.parametrize("lab", CALCULATOR_LANGUAGES, indirect=True)
 
 
 def instance_row(lab: Lab, instance: str):
@@ -53,6 +61,7 @@ class Direct:
         self.channel.close()
 
 
+@both_languages
 def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: Lab) -> None:
     client = CalculatorLab(lab).client(timeout_s=5)
     client.add(1, 1)
@@ -76,6 +85,7 @@ def test_delay_spikes_latency_short_deadlines_time_out_and_clear_restores(lab: L
     client.close()
 
 
+@both_languages
 def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
@@ -105,6 +115,7 @@ def test_error_injection_fails_calls_and_logs_errors_packet_loss_is_retried(lab:
         direct.close()
 
 
+@both_languages
 def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: Lab) -> None:
     proc = psutil.Process(int(instance_row(lab, "calculator-2").pid))
     threads = proc.num_threads()
@@ -124,6 +135,7 @@ def test_cpu_hog_and_memory_leak_show_in_the_process_and_go_on_clear(lab: Lab) -
     wait_until(lambda: proc.memory_info().rss - rss < 40 * 2**20, WAIT_S, "the leaked memory to be released")
 
 
+@both_languages
 def test_faults_expire_by_ttl(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
@@ -135,6 +147,7 @@ def test_faults_expire_by_ttl(lab: Lab) -> None:
         direct.close()
 
 
+@both_languages
 def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:

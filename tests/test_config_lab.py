@@ -1,4 +1,8 @@
-"""Config and state in a real lab: the calculator follows config live; workers count and elect a leader."""
+"""Config and state in a real lab: the calculator follows config live; workers count and elect a leader.
+
+The tests about the calculator's config watch run against the Python and the TypeScript calculator
+(``[python]``, ``[typescript]``; tests/calculator_languages.py).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from calculator_languages import CALCULATOR_LANGUAGES, calculator_lab
 from waiting import wait_until
 
 from calculator.lab import CalculatorLab
 from runtime.errors import ClientError
+from runtime.identity import CONFIG_GRPC_SERVICE
 from runtime.lab import Lab
+from runtime.v1 import config_pb2, config_pb2_grpc
 
 WAIT_S = 10.0
 
 
 @pytest.fixture
-def lab(lab_factory) -> Lab:
-    return lab_factory("config-state")
+def lab(request: pytest.FixtureRequest, lab_factory) -> Lab:
+    language = getattr(request, "param", "python")
+    return calculator_lab(lab_factory, "config-state", language, typescript_name="config-schema-typescript")
 
 
 def concurrent_adds(calc, n: int) -> list[str]:
@@ -37,6 +45,7 @@ def concurrent_adds(calc, n: int) -> list[str]:
         return list(pool.map(one, range(n)))
 
 
+@pytest.mark.parametrize("lab", CALCULATOR_LANGUAGES, indirect=True)
 def test_calculator_follows_max_connections_without_restart(lab: Lab):
     pid = int(lab.status("calculator").pid.iloc[0])
     calc = CalculatorLab(lab).client()
@@ -67,6 +76,42 @@ def test_calculator_follows_max_connections_without_restart(lab: Lab):
     )
     lab.config.set("calculator", "max_connections", 100)
     lab.config.set("calculator", "work_ms", 0)
+    assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
+    calc.close()
+
+
+@pytest.mark.parametrize("language", CALCULATOR_LANGUAGES)
+def test_calculator_refuses_a_bad_value_and_keeps_the_last_good_one(lab_factory, language: str):
+    lab = calculator_lab(lab_factory, "config-schema", language)
+    pid = int(lab.status("calculator").pid.iloc[0])
+    calc = CalculatorLab(lab).client()
+    config = config_pb2_grpc.ConfigServiceStub(lab._channel(CONFIG_GRPC_SERVICE))
+    wait_until(
+        lambda: config.GetSchema(config_pb2.ConfigNamespace(namespace="calculator"), timeout=5).keys,
+        WAIT_S,
+        "the calculator to register its config schema",
+        ignore=(Exception,),
+    )
+    # The calculator registered its schema: the config service itself refuses a bad value.
+    with pytest.raises(ClientError) as info:
+        lab.config.set("calculator", "max_connections", -5)
+    assert info.value.code == "INVALID_ARGUMENT" and "got '-5'" in str(info.value), info.value
+    lab.config.set("calculator", "work_ms", 300)
+    lab.config.set("calculator", "max_connections", 1)
+    wait_until(lambda: "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4), WAIT_S, "max_connections=1 applied")
+    # Another consumer registers a looser schema for the namespace, and a bad value gets stored.
+    config.RegisterSchema(config_pb2.ConfigSchema(namespace="calculator"), timeout=5)
+    lab.config.set("calculator", "max_connections", -5)
+
+    def refusal() -> str:
+        df = lab.logs(service="calculator", level="WARN", search="refused")
+        hits = [m for m in df.message if "max_connections must be an integer between 1 and 100000" in m]
+        return hits[0] if hits else ""
+
+    message = wait_until(refusal, WAIT_S, "the calculator's refusal of max_connections=-5 in its logs")
+    assert "got '-5'; keeping the last good value '1'" in message, message
+    # Still 1, not the default 1000: concurrent calls are still refused beyond the first.
+    assert "RESOURCE_EXHAUSTED" in concurrent_adds(calc, 4)
     assert int(lab.status("calculator").pid.iloc[0]) == pid  # same process: no restart
     calc.close()
 

@@ -1,13 +1,20 @@
-"""Health in a real lab: supervisor, broker, health service, calculators, and the Lab's health views."""
+"""Health in a real lab: supervisor, broker, health service, calculators, and the Lab's health views.
+
+The tests about what an agent pushes run against the Python and the TypeScript calculator
+(``[python]``, ``[typescript]``; tests/calculator_languages.py).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from calculator_languages import CALCULATOR_LANGUAGES, calculator_lab
 from waiting import wait_until
 
+from calculator.lab import CalculatorLab
 from runtime.errors import ServiceNotFound
 from runtime.lab import Lab
 from runtime.lab.health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
@@ -15,11 +22,15 @@ from runtime.lab.health import HEALTH_COLUMNS, HISTORY_COLUMNS, HealthChange
 WAIT_S = 10.0
 REBUILD_LIMIT_S = 2.0
 SAMPLED_AFTER_RESTART_S = 0.5
+SLOW_MS = 300  # above the DEGRADED rule's default p99 threshold (250 ms)
+SLOW_CALLS = 24  # more than the rule's MIN_SAMPLES (20)
+# Slow calls leave the rule's 5 s latency window, then calm must hold 2 s: HEALTHY after ~7 s.
+RECOVER_WAIT_S = 20.0
 
 
 @pytest.fixture
-def lab(lab_factory) -> Lab:
-    return lab_factory("health")
+def lab(request: pytest.FixtureRequest, lab_factory) -> Lab:
+    return calculator_lab(lab_factory, "health", getattr(request, "param", "python"))
 
 
 def all_healthy(lab: Lab, instances: set[str]) -> bool:
@@ -46,6 +57,7 @@ class LookupSampler(threading.Thread):
             self.samples.append((time.monotonic(), dict(zip(df.instance, df.pid, strict=True))))
 
 
+@pytest.mark.parametrize("lab", CALCULATOR_LANGUAGES, indirect=True)
 def test_crash_is_seen_unhealthy_starting_healthy_and_the_broker_hides_the_dead(lab: Lab):
     instances = {"broker-1", "health-1", "calculator-1", "calculator-2"}
     wait_until(lambda: all_healthy(lab, instances), WAIT_S, "every instance HEALTHY")
@@ -142,3 +154,45 @@ def test_graceful_health_service_restart_keeps_every_instance_in_discovery(lab: 
     assert sampler.samples
     # The stopping health service saw every report stream end; that must not hide anyone.
     assert all(set(pids) == {"calculator-1", "calculator-2"} for _, pids in sampler.samples)
+
+
+@pytest.mark.parametrize("language", CALCULATOR_LANGUAGES)
+def test_slow_calls_turn_the_pushed_state_degraded_and_calm_turns_it_healthy(lab_factory, language: str):
+    """The agent's DEGRADED rule (p99 > 250 ms over >= 20 calls), pushed, with its reason and recovery."""
+    lab = calculator_lab(lab_factory, "health-degraded", language)
+    wait_until(lambda: all_healthy(lab, {"calculator-1"}), WAIT_S, "calculator-1 HEALTHY")
+    seen: list[HealthChange] = []
+    watch = lab.health.watch(seen.append)
+    client = CalculatorLab(lab).client(timeout_s=5)
+    try:
+        wait_until(lambda: watch.connected.is_set(), WAIT_S, "the health watch to connect")
+        fid = lab.inject("calculator", "delay", duration_s=60, delay_ms=SLOW_MS)
+
+        def slow_call() -> bool:
+            started = time.monotonic()
+            client.add(1, 1)
+            return time.monotonic() - started >= SLOW_MS / 1000
+
+        wait_until(slow_call, WAIT_S, "the delay to reach the agent")
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: client.add(i, 1), range(SLOW_CALLS)))
+
+        def pushed(state: str) -> list[HealthChange]:
+            return [
+                c for c in seen if c.instance == "calculator-1" and c.new_state == state and not c.snapshot
+            ]
+
+        degraded = wait_until(lambda: pushed("DEGRADED"), WAIT_S, "calculator-1 DEGRADED")[0]
+        assert degraded.source == "push", degraded
+        assert "p99 latency" in degraded.reason and "above 250 ms" in degraded.reason, degraded.reason
+        assert lab.chaos.clear(fid) == 1
+        wait_until(
+            lambda: client.add(1, 1) is not None and pushed("HEALTHY"),
+            RECOVER_WAIT_S,
+            "calculator-1 HEALTHY again",
+        )
+        healthy = pushed("HEALTHY")[-1]
+        assert healthy.reason.startswith("recovered:"), healthy.reason
+    finally:
+        watch.stop()
+        client.close()

@@ -423,6 +423,86 @@ def test_typescript_server_health_reflection_and_sigterm(empty_stack: Stack, tmp
         server.stop(signal.SIGKILL)
 
 
+def test_typescript_server_speaks_connect_grpc_web_and_grpc_on_one_port(
+    empty_stack: Stack, tmp_path: Path
+) -> None:
+    """One port: Connect JSON over HTTP/1.1 (what curl sends), gRPC-Web over HTTP/1.1, gRPC over h2c;
+    the lab's token is required on every protocol, reflection answers the load generator."""
+    import asyncio
+    import http.client
+    import struct
+
+    from calculator.v1 import calculator_pb2, calculator_pb2_grpc
+    from runtime.services.load.targets import reflect_target
+
+    token = "s3cret-for-this-test"
+    env = child_env(tmp_path, "calculator-ts", "calculator-ts-8", "typescript", empty_stack.broker_address)
+    env["LAB_TOKEN"] = token
+    server = start("calculator-ts", server_argv("typescript"), env)
+    auth = {"authorization": f"Bearer {token}"}
+    path = f"/{CALCULATOR}/Add"
+    try:
+        # curl -H 'content-type: application/json' -d '{"a":2,"b":3}' http://127.0.0.1:PORT/calculator.v1.CalculatorService/Add
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request(
+            "POST",
+            path,
+            body=json.dumps({"a": 2, "b": 3}),
+            headers={"content-type": "application/json", **auth},
+        )
+        reply = conn.getresponse()
+        assert (reply.status, reply.version) == (200, 11)
+        body = json.loads(reply.read())
+        assert body["result"] == 5 and body["servedBy"]["language"] == "typescript", body
+        conn.request("POST", path, body=b'{"a":2,"b":3}', headers={"content-type": "application/json"})
+        refused = conn.getresponse()
+        error = json.loads(refused.read())
+        assert refused.status == 401 and error["code"] == "unauthenticated", error
+        assert "this lab requires its token" in error["message"], error
+        conn.request(
+            "POST",
+            f"/{CALCULATOR}/Divide",
+            body=b'{"a":1,"b":0}',
+            headers={"content-type": "application/json", **auth},
+        )
+        bad = conn.getresponse()
+        assert bad.status == 400 and json.loads(bad.read()) == {
+            "code": "invalid_argument",
+            "message": "division by zero",
+        }
+        # gRPC-Web (binary): a length-prefixed message; the trailers come as the last frame.
+        message = calculator_pb2.AddRequest(a=2.5, b=4).SerializeToString()
+        frame = b"\x00" + struct.pack(">I", len(message)) + message
+        conn.request("POST", path, body=frame, headers={"content-type": "application/grpc-web+proto", **auth})
+        web = conn.getresponse()
+        data = web.read()
+        assert web.status == 200 and data[0] == 0, data
+        size = struct.unpack(">I", data[1:5])[0]
+        assert calculator_pb2.AddResponse.FromString(data[5 : 5 + size]).result == 6.5
+        assert b"grpc-status:0" in data[5 + size :].replace(b" ", b"")
+        conn.close()
+        # gRPC (HTTP/2 without TLS) on the same port.
+        with grpc.insecure_channel(server.address) as channel:
+            stub = calculator_pb2_grpc.CalculatorServiceStub(channel)
+            assert (
+                stub.Add(calculator_pb2.AddRequest(a=2, b=3), timeout=5, metadata=tuple(auth.items())).result
+                == 5
+            )
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Add(
+                    calculator_pb2.AddRequest(a=2, b=3),
+                    timeout=5,
+                    metadata=(("authorization", "Bearer wrong"),),
+                )
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "does not match this lab's token" in info.value.details()
+        target = asyncio.run(reflect_target(server.address, [CALCULATOR, "grpc.health.v1.Health"]))
+        assert list(target.methods) == ["Add", "Subtract", "Multiply", "Divide"]
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+    finally:
+        server.stop(signal.SIGKILL)
+
+
 def test_typescript_server_reregisters_after_broker_restart(tmp_path: Path) -> None:
     """The KeepAlive stream breaks with the broker; the server registers again with the new one."""
     stack = start_stack(tmp_path / "lab", "typescript")
