@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runtime/v1/config.proto\x12\nruntime.v1\"+\n\tConfigKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"u\n\x0b\x43onfigValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\x12\n\nvalue_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x12\n\nupdated_at\x18\x06 \x01(\x03\"j\n\x0b\x43onfigEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x12\n\nvalue_type\x18\x04 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x05 \x01(\x03\"9\n\tConfigAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t\"$\n\x0f\x43onfigNamespace\x12\x11\n\tnamespace\x18\x01 \x01(\t\"5\n\nConfigList\x12\'\n\x06values\x18\x01 \x03(\x0b\x32\x17.runtime.v1.ConfigValue\"\xa1\x01\n\rConfigKeySpec\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nvalue_type\x18\x02 \x01(\t\x12\x10\n\x03min\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x05 \x03(\t\x12\x15\n\rdefault_value\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\tB\x06\n\x04_minB\x06\n\x04_max\"x\n\x0c\x43onfigSchema\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x19.runtime.v1.ConfigKeySpec\x12\x15\n\rregistered_by\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\x03\"X\n\x0f\x43onfigSchemaAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07invalid\x18\x03 \x03(\x0b\x32\x17.runtime.v1.ConfigValue2\x9b\x03\n\rConfigService\x12;\n\tGetConfig\x12\x15.runtime.v1.ConfigKey\x1a\x17.runtime.v1.ConfigValue\x12;\n\tSetConfig\x12\x17.runtime.v1.ConfigEntry\x1a\x15.runtime.v1.ConfigAck\x12?\n\x0bWatchConfig\x12\x15.runtime.v1.ConfigKey\x1a\x17.runtime.v1.ConfigValue0\x01\x12\x42\n\x0bListConfigs\x12\x1b.runtime.v1.ConfigNamespace\x1a\x16.runtime.v1.ConfigList\x12G\n\x0eRegisterSchema\x12\x18.runtime.v1.ConfigSchema\x1a\x1b.runtime.v1.ConfigSchemaAck\x12\x42\n\tGetSchema\x12\x1b.runtime.v1.ConfigNamespace\x1a\x18.runtime.v1.ConfigSchemab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runtime/v1/config.proto\x12\nruntime.v1\"+\n\tConfigKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x86\x01\n\x0b\x43onfigValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\x12\n\nvalue_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x12\n\nupdated_at\x18\x06 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\"j\n\x0b\x43onfigEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x12\n\nvalue_type\x18\x04 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x05 \x01(\x03\"9\n\tConfigAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t\"3\n\x0f\x43onfigDeleteAck\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"$\n\x0f\x43onfigNamespace\x12\x11\n\tnamespace\x18\x01 \x01(\t\"5\n\nConfigList\x12\'\n\x06values\x18\x01 \x03(\x0b\x32\x17.runtime.v1.ConfigValue\"\xa1\x01\n\rConfigKeySpec\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nvalue_type\x18\x02 \x01(\t\x12\x10\n\x03min\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x05 \x03(\t\x12\x15\n\rdefault_value\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\tB\x06\n\x04_minB\x06\n\x04_max\"x\n\x0c\x43onfigSchema\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x19.runtime.v1.ConfigKeySpec\x12\x15\n\rregistered_by\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\x03\"X\n\x0f\x43onfigSchemaAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07invalid\x18\x03 \x03(\x0b\x32\x17.runtime.v1.ConfigValue2\xdf\x03\n\rConfigService\x12;\n\tGetConfig\x12\x15.runtime.v1.ConfigKey\x1a\x17.runtime.v1.ConfigValue\x12;\n\tSetConfig\x12\x17.runtime.v1.ConfigEntry\x1a\x15.runtime.v1.ConfigAck\x12?\n\x0bWatchConfig\x12\x15.runtime.v1.ConfigKey\x1a\x17.runtime.v1.ConfigValue0\x01\x12\x42\n\x0bListConfigs\x12\x1b.runtime.v1.ConfigNamespace\x1a\x16.runtime.v1.ConfigList\x12G\n\x0eRegisterSchema\x12\x18.runtime.v1.ConfigSchema\x1a\x1b.runtime.v1.ConfigSchemaAck\x12\x42\n\tGetSchema\x12\x1b.runtime.v1.ConfigNamespace\x1a\x18.runtime.v1.ConfigSchema\x12\x42\n\x0c\x44\x65leteConfig\x12\x15.runtime.v1.ConfigKey\x1a\x1b.runtime.v1.ConfigDeleteAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +33,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONFIGKEY']._serialized_start=39
   _globals['_CONFIGKEY']._serialized_end=82
-  _globals['_CONFIGVALUE']._serialized_start=84
-  _globals['_CONFIGVALUE']._serialized_end=201
-  _globals['_CONFIGENTRY']._serialized_start=203
-  _globals['_CONFIGENTRY']._serialized_end=309
-  _globals['_CONFIGACK']._serialized_start=311
-  _globals['_CONFIGACK']._serialized_end=368
-  _globals['_CONFIGNAMESPACE']._serialized_start=370
-  _globals['_CONFIGNAMESPACE']._serialized_end=406
-  _globals['_CONFIGLIST']._serialized_start=408
-  _globals['_CONFIGLIST']._serialized_end=461
-  _globals['_CONFIGKEYSPEC']._serialized_start=464
-  _globals['_CONFIGKEYSPEC']._serialized_end=625
-  _globals['_CONFIGSCHEMA']._serialized_start=627
-  _globals['_CONFIGSCHEMA']._serialized_end=747
-  _globals['_CONFIGSCHEMAACK']._serialized_start=749
-  _globals['_CONFIGSCHEMAACK']._serialized_end=837
-  _globals['_CONFIGSERVICE']._serialized_start=840
-  _globals['_CONFIGSERVICE']._serialized_end=1251
+  _globals['_CONFIGVALUE']._serialized_start=85
+  _globals['_CONFIGVALUE']._serialized_end=219
+  _globals['_CONFIGENTRY']._serialized_start=221
+  _globals['_CONFIGENTRY']._serialized_end=327
+  _globals['_CONFIGACK']._serialized_start=329
+  _globals['_CONFIGACK']._serialized_end=386
+  _globals['_CONFIGDELETEACK']._serialized_start=388
+  _globals['_CONFIGDELETEACK']._serialized_end=439
+  _globals['_CONFIGNAMESPACE']._serialized_start=441
+  _globals['_CONFIGNAMESPACE']._serialized_end=477
+  _globals['_CONFIGLIST']._serialized_start=479
+  _globals['_CONFIGLIST']._serialized_end=532
+  _globals['_CONFIGKEYSPEC']._serialized_start=535
+  _globals['_CONFIGKEYSPEC']._serialized_end=696
+  _globals['_CONFIGSCHEMA']._serialized_start=698
+  _globals['_CONFIGSCHEMA']._serialized_end=818
+  _globals['_CONFIGSCHEMAACK']._serialized_start=820
+  _globals['_CONFIGSCHEMAACK']._serialized_end=908
+  _globals['_CONFIGSERVICE']._serialized_start=911
+  _globals['_CONFIGSERVICE']._serialized_end=1390
 # @@protoc_insertion_point(module_scope)

@@ -15,20 +15,22 @@ class ConfigKey(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class ConfigValue(_message.Message):
-    __slots__ = ("value", "value_type", "version", "namespace", "key", "updated_at")
+    __slots__ = ("value", "value_type", "version", "namespace", "key", "updated_at", "deleted")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VALUE_TYPE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     value: str
     value_type: str
     version: int
     namespace: str
     key: str
     updated_at: int
-    def __init__(self, value: _Optional[str] = ..., value_type: _Optional[str] = ..., version: _Optional[int] = ..., namespace: _Optional[str] = ..., key: _Optional[str] = ..., updated_at: _Optional[int] = ...) -> None: ...
+    deleted: bool
+    def __init__(self, value: _Optional[str] = ..., value_type: _Optional[str] = ..., version: _Optional[int] = ..., namespace: _Optional[str] = ..., key: _Optional[str] = ..., updated_at: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class ConfigEntry(_message.Message):
     __slots__ = ("namespace", "key", "value", "value_type", "expected_version")
@@ -53,6 +55,14 @@ class ConfigAck(_message.Message):
     version: int
     message: str
     def __init__(self, ok: _Optional[bool] = ..., version: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ConfigDeleteAck(_message.Message):
+    __slots__ = ("deleted", "message")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    message: str
+    def __init__(self, deleted: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ConfigNamespace(_message.Message):
     __slots__ = ("namespace",)

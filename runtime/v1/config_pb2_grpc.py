@@ -65,6 +65,11 @@ class ConfigServiceStub:
                 request_serializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
                 response_deserializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.FromString,
                 _registered_method=True)
+        self.DeleteConfig = channel.unary_unary(
+                '/runtime.v1.ConfigService/DeleteConfig',
+                request_serializer=runtime_dot_v1_dot_config__pb2.ConfigKey.SerializeToString,
+                response_deserializer=runtime_dot_v1_dot_config__pb2.ConfigDeleteAck.FromString,
+                _registered_method=True)
 
 
 class ConfigServiceServicer:
@@ -111,6 +116,16 @@ class ConfigServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteConfig(self, request, context):
+        """Added to the seed (lab.reset()): remove one key, a whole namespace (key empty) or every value
+        (namespace and key empty), so consumers fall back to their defaults. Watchers see each removed
+        key once more with deleted = true and value = its schema's default_value ("" without one).
+        Schemas stay. Removing nothing is no error (deleted = 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfigServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +158,11 @@ def add_ConfigServiceServicer_to_server(servicer, server):
                     servicer.GetSchema,
                     request_deserializer=runtime_dot_v1_dot_config__pb2.ConfigNamespace.FromString,
                     response_serializer=runtime_dot_v1_dot_config__pb2.ConfigSchema.SerializeToString,
+            ),
+            'DeleteConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConfig,
+                    request_deserializer=runtime_dot_v1_dot_config__pb2.ConfigKey.FromString,
+                    response_serializer=runtime_dot_v1_dot_config__pb2.ConfigDeleteAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +328,33 @@ class ConfigService:
             '/runtime.v1.ConfigService/GetSchema',
             runtime_dot_v1_dot_config__pb2.ConfigNamespace.SerializeToString,
             runtime_dot_v1_dot_config__pb2.ConfigSchema.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.ConfigService/DeleteConfig',
+            runtime_dot_v1_dot_config__pb2.ConfigKey.SerializeToString,
+            runtime_dot_v1_dot_config__pb2.ConfigDeleteAck.FromString,
             options,
             channel_credentials,
             insecure,

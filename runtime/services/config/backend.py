@@ -1,6 +1,6 @@
 """The config service's store seam: what ConfigService needs, and the local (SQLite) implementation.
 
-    ConfigBackend    the protocol: get, set, set_schema, schema, list, watch, close
+    ConfigBackend    the protocol: get, set, delete, set_schema, schema, list, watch, close
     ├── LocalConfig  ConfigStore (SQLite) + Watchers: the default, ``store: local``
     └── EtcdConfig   runtime/services/config/etcd_store.py, ``store: etcd``
 
@@ -17,7 +17,7 @@ from typing import Protocol
 
 from runtime.client.etcd import StoreChoice
 from runtime.identity import CONFIG_DB_FILE, Identity
-from runtime.services.config.store import ConfigStore
+from runtime.services.config.store import ConfigStore, tombstone
 from runtime.services.watchers import Watchers
 from runtime.v1 import config_pb2
 
@@ -35,6 +35,13 @@ class ConfigBackend(Protocol):
         self, namespace: str, key: str, value: str, value_type: str, expected_version: int = 0
     ) -> config_pb2.ConfigValue:
         """Validate and store; the key's version goes up by one (ConfigProblem, VersionConflict)."""
+        ...
+
+    async def delete(self, namespace: str = "", key: str = "") -> list[config_pb2.ConfigValue]:
+        """Remove a key, a namespace (key empty) or everything; returns the removed values.
+
+        Watchers of each removed key get its ``tombstone`` (deleted, value = schema default).
+        """
         ...
 
     async def set_schema(self, schema: config_pb2.ConfigSchema) -> list[config_pb2.ConfigValue]:
@@ -76,6 +83,13 @@ class LocalConfig:
         stored = self.store.set(namespace, key, value, value_type, expected_version)
         self.watchers.publish(stored)
         return stored
+
+    async def delete(self, namespace: str = "", key: str = "") -> list[config_pb2.ConfigValue]:
+        """See ConfigBackend."""
+        gone = self.store.delete(namespace, key)
+        for value in gone:
+            self.watchers.publish(tombstone(value, self.store.schema(value.namespace)))
+        return gone
 
     async def set_schema(self, schema: config_pb2.ConfigSchema) -> list[config_pb2.ConfigValue]:
         """See ConfigBackend."""

@@ -30,7 +30,16 @@ from urllib.parse import unquote
 
 from runtime.agent import config_schema
 from runtime.agent.config_schema import SchemaViolation
-from runtime.client.etcd import EtcdSession, StoreChoice, get_op, mod_is, prefix_end, put_op, txn_request
+from runtime.client.etcd import (
+    EtcdSession,
+    StoreChoice,
+    delete_op,
+    get_op,
+    mod_is,
+    prefix_end,
+    put_op,
+    txn_request,
+)
 from runtime.services.config.store import (
     ConfigProblem,
     VersionConflict,
@@ -38,6 +47,7 @@ from runtime.services.config.store import (
     check_name,
     normalize,
     now_ms,
+    tombstone,
 )
 from runtime.services.watchers import Watcher
 from runtime.v1 import config_pb2
@@ -103,6 +113,24 @@ class EtcdConfig:
             # Another writer came between our read and our write: read again (a conditional set
             # then fails above with the version that writer made).
 
+    async def delete(self, namespace: str = "", key: str = "") -> list[config_pb2.ConfigValue]:
+        """See ConfigBackend (watchers learn of it from etcd's DELETE events)."""
+        if key and not namespace:
+            raise ConfigProblem("a key to delete needs its namespace")
+        if key:
+            _, kvs = await self.session.range(self._key(namespace, key))
+        else:
+            prefix = self._namespace_prefix(namespace)
+            _, kvs = await self.session.range(prefix, prefix_end(prefix))
+        gone = []
+        for kv in kvs:  # each only if unchanged since read: a concurrent set wins over the reset
+            reply = await self.session.txn(
+                txn_request([mod_is(kv.key, kv.mod_revision)], [delete_op(kv.key)], [])
+            )
+            if reply.succeeded:
+                gone.append(self._value(kv))
+        return sorted(gone, key=lambda v: (v.namespace, v.key))
+
     async def set_schema(self, schema: config_pb2.ConfigSchema) -> list[config_pb2.ConfigValue]:
         """See ConfigBackend."""
         check_name("namespace", schema.namespace)
@@ -164,6 +192,10 @@ class EtcdConfig:
         async for event in self.session.watch(start, end, revision):
             if event.kind == "PUT":
                 queue.put(self._value(event.kv))
+            elif event.kind == "DELETE":
+                ns, _, key = event.kv.key[len(self._values) :].decode().partition("/")
+                gone = config_pb2.ConfigValue(namespace=unquote(ns), key=unquote(key))
+                queue.put(tombstone(gone, await self.schema(gone.namespace)))
 
     async def close(self) -> None:
         """See ConfigBackend."""

@@ -155,6 +155,26 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         assert found is not None  # abort raised
         return found
 
+    async def DeleteConfig(  # noqa: N802
+        self, request: config_pb2.ConfigKey, context: grpc.aio.ServicerContext
+    ) -> config_pb2.ConfigDeleteAck:
+        """Remove a key, a namespace (key empty) or every value (both empty); consumers fall back."""
+        ns, key = request.namespace, request.key
+        try:
+            if ns:
+                check_name("namespace", ns)
+            if key:
+                check_name("key", key)
+            gone = await self.store.delete(ns, key)
+        except ConfigProblem as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        what = f"{ns}/{key}" if key else (f"namespace {ns}" if ns else "every namespace")
+        log.info("config deleted %d keys of %s", len(gone), what)
+        return config_pb2.ConfigDeleteAck(
+            deleted=len(gone),
+            message=f"{len(gone)} config keys of {what} deleted; consumers use their defaults",
+        )
+
     async def ListConfigs(  # noqa: N802
         self, request: config_pb2.ConfigNamespace, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigList:

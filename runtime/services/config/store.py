@@ -167,6 +167,24 @@ class ConfigStore:
             raise
         return stored
 
+    def delete(self, namespace: str = "", key: str = "") -> list[config_pb2.ConfigValue]:
+        """Remove one key, a namespace (key empty) or everything (both empty); returns what went."""
+        if key and not namespace:
+            raise ConfigProblem("a key to delete needs its namespace")
+        gone = [v for v in self.list(namespace) if not key or v.key == key]
+        if gone:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "DELETE FROM configs WHERE namespace = ? AND key = ?",
+                    [(v.namespace, v.key) for v in gone],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return gone
+
     def set_schema(self, schema: config_pb2.ConfigSchema) -> list[config_pb2.ConfigValue]:
         """Store (replace) a namespace's schema; returns stored values that break it.
 
@@ -213,6 +231,18 @@ class ConfigStore:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
+
+
+def tombstone(
+    value: config_pb2.ConfigValue, schema: config_pb2.ConfigSchema | None
+) -> config_pb2.ConfigValue:
+    """What watchers see for a removed key: ``deleted``, version 0, the schema's default as value."""
+    spec = config_schema.spec_of(schema, value.key)
+    return config_pb2.ConfigValue(
+        namespace=value.namespace, key=value.key, deleted=True, updated_at=now_ms(),
+        value=spec.default_value if spec is not None else "",
+        value_type=spec.value_type if spec is not None else value.value_type,
+    )  # fmt: skip
 
 
 def _conform(spec: config_pb2.ConfigKeySpec, namespace: str, value: str, value_type: str) -> tuple[str, str]:

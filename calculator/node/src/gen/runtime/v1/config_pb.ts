@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runtime/v1/config.proto.
  */
 export const file_runtime_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChdydW50aW1lL3YxL2NvbmZpZy5wcm90bxIKcnVudGltZS52MSIrCglDb25maWdLZXkSEQoJbmFtZXNwYWNlGAEgASgJEgsKA2tleRgCIAEoCSJ1CgtDb25maWdWYWx1ZRINCgV2YWx1ZRgBIAEoCRISCgp2YWx1ZV90eXBlGAIgASgJEg8KB3ZlcnNpb24YAyABKAMSEQoJbmFtZXNwYWNlGAQgASgJEgsKA2tleRgFIAEoCRISCgp1cGRhdGVkX2F0GAYgASgDImoKC0NvbmZpZ0VudHJ5EhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkSDQoFdmFsdWUYAyABKAkSEgoKdmFsdWVfdHlwZRgEIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgDIjkKCUNvbmZpZ0FjaxIKCgJvaxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgDEg8KB21lc3NhZ2UYAyABKAkiJAoPQ29uZmlnTmFtZXNwYWNlEhEKCW5hbWVzcGFjZRgBIAEoCSI1CgpDb25maWdMaXN0EicKBnZhbHVlcxgBIAMoCzIXLnJ1bnRpbWUudjEuQ29uZmlnVmFsdWUioQEKDUNvbmZpZ0tleVNwZWMSCwoDa2V5GAEgASgJEhIKCnZhbHVlX3R5cGUYAiABKAkSEAoDbWluGAMgASgDSACIAQESEAoDbWF4GAQgASgDSAGIAQESDwoHY2hvaWNlcxgFIAMoCRIVCg1kZWZhdWx0X3ZhbHVlGAYgASgJEhMKC2Rlc2NyaXB0aW9uGAcgASgJQgYKBF9taW5CBgoEX21heCJ4CgxDb25maWdTY2hlbWESEQoJbmFtZXNwYWNlGAEgASgJEicKBGtleXMYAiADKAsyGS5ydW50aW1lLnYxLkNvbmZpZ0tleVNwZWMSFQoNcmVnaXN0ZXJlZF9ieRgDIAEoCRIVCg1yZWdpc3RlcmVkX2F0GAQgASgDIlgKD0NvbmZpZ1NjaGVtYUFjaxIKCgJvaxgBIAEoCBIPCgdtZXNzYWdlGAIgASgJEigKB2ludmFsaWQYAyADKAsyFy5ydW50aW1lLnYxLkNvbmZpZ1ZhbHVlMpsDCg1Db25maWdTZXJ2aWNlEjsKCUdldENvbmZpZxIVLnJ1bnRpbWUudjEuQ29uZmlnS2V5GhcucnVudGltZS52MS5Db25maWdWYWx1ZRI7CglTZXRDb25maWcSFy5ydW50aW1lLnYxLkNvbmZpZ0VudHJ5GhUucnVudGltZS52MS5Db25maWdBY2sSPwoLV2F0Y2hDb25maWcSFS5ydW50aW1lLnYxLkNvbmZpZ0tleRoXLnJ1bnRpbWUudjEuQ29uZmlnVmFsdWUwARJCCgtMaXN0Q29uZmlncxIbLnJ1bnRpbWUudjEuQ29uZmlnTmFtZXNwYWNlGhYucnVudGltZS52MS5Db25maWdMaXN0EkcKDlJlZ2lzdGVyU2NoZW1hEhgucnVudGltZS52MS5Db25maWdTY2hlbWEaGy5ydW50aW1lLnYxLkNvbmZpZ1NjaGVtYUFjaxJCCglHZXRTY2hlbWESGy5ydW50aW1lLnYxLkNvbmZpZ05hbWVzcGFjZRoYLnJ1bnRpbWUudjEuQ29uZmlnU2NoZW1hYgZwcm90bzM");
+  fileDesc("ChdydW50aW1lL3YxL2NvbmZpZy5wcm90bxIKcnVudGltZS52MSIrCglDb25maWdLZXkSEQoJbmFtZXNwYWNlGAEgASgJEgsKA2tleRgCIAEoCSKGAQoLQ29uZmlnVmFsdWUSDQoFdmFsdWUYASABKAkSEgoKdmFsdWVfdHlwZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgDEhEKCW5hbWVzcGFjZRgEIAEoCRILCgNrZXkYBSABKAkSEgoKdXBkYXRlZF9hdBgGIAEoAxIPCgdkZWxldGVkGAcgASgIImoKC0NvbmZpZ0VudHJ5EhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkSDQoFdmFsdWUYAyABKAkSEgoKdmFsdWVfdHlwZRgEIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgDIjkKCUNvbmZpZ0FjaxIKCgJvaxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgDEg8KB21lc3NhZ2UYAyABKAkiMwoPQ29uZmlnRGVsZXRlQWNrEg8KB2RlbGV0ZWQYASABKAUSDwoHbWVzc2FnZRgCIAEoCSIkCg9Db25maWdOYW1lc3BhY2USEQoJbmFtZXNwYWNlGAEgASgJIjUKCkNvbmZpZ0xpc3QSJwoGdmFsdWVzGAEgAygLMhcucnVudGltZS52MS5Db25maWdWYWx1ZSKhAQoNQ29uZmlnS2V5U3BlYxILCgNrZXkYASABKAkSEgoKdmFsdWVfdHlwZRgCIAEoCRIQCgNtaW4YAyABKANIAIgBARIQCgNtYXgYBCABKANIAYgBARIPCgdjaG9pY2VzGAUgAygJEhUKDWRlZmF1bHRfdmFsdWUYBiABKAkSEwoLZGVzY3JpcHRpb24YByABKAlCBgoEX21pbkIGCgRfbWF4IngKDENvbmZpZ1NjaGVtYRIRCgluYW1lc3BhY2UYASABKAkSJwoEa2V5cxgCIAMoCzIZLnJ1bnRpbWUudjEuQ29uZmlnS2V5U3BlYxIVCg1yZWdpc3RlcmVkX2J5GAMgASgJEhUKDXJlZ2lzdGVyZWRfYXQYBCABKAMiWAoPQ29uZmlnU2NoZW1hQWNrEgoKAm9rGAEgASgIEg8KB21lc3NhZ2UYAiABKAkSKAoHaW52YWxpZBgDIAMoCzIXLnJ1bnRpbWUudjEuQ29uZmlnVmFsdWUy3wMKDUNvbmZpZ1NlcnZpY2USOwoJR2V0Q29uZmlnEhUucnVudGltZS52MS5Db25maWdLZXkaFy5ydW50aW1lLnYxLkNvbmZpZ1ZhbHVlEjsKCVNldENvbmZpZxIXLnJ1bnRpbWUudjEuQ29uZmlnRW50cnkaFS5ydW50aW1lLnYxLkNvbmZpZ0FjaxI/CgtXYXRjaENvbmZpZxIVLnJ1bnRpbWUudjEuQ29uZmlnS2V5GhcucnVudGltZS52MS5Db25maWdWYWx1ZTABEkIKC0xpc3RDb25maWdzEhsucnVudGltZS52MS5Db25maWdOYW1lc3BhY2UaFi5ydW50aW1lLnYxLkNvbmZpZ0xpc3QSRwoOUmVnaXN0ZXJTY2hlbWESGC5ydW50aW1lLnYxLkNvbmZpZ1NjaGVtYRobLnJ1bnRpbWUudjEuQ29uZmlnU2NoZW1hQWNrEkIKCUdldFNjaGVtYRIbLnJ1bnRpbWUudjEuQ29uZmlnTmFtZXNwYWNlGhgucnVudGltZS52MS5Db25maWdTY2hlbWESQgoMRGVsZXRlQ29uZmlnEhUucnVudGltZS52MS5Db25maWdLZXkaGy5ydW50aW1lLnYxLkNvbmZpZ0RlbGV0ZUFja2IGcHJvdG8z");
 
 /**
  * @generated from message runtime.v1.ConfigKey
@@ -78,6 +78,13 @@ export type ConfigValue = Message<"runtime.v1.ConfigValue"> & {
    * @generated from field: int64 updated_at = 6;
    */
   updatedAt: bigint;
+
+  /**
+   * WatchConfig only: the key was removed (DeleteConfig); value is its default
+   *
+   * @generated from field: bool deleted = 7;
+   */
+  deleted: boolean;
 };
 
 /**
@@ -154,6 +161,30 @@ export const ConfigAckSchema: GenMessage<ConfigAck> = /*@__PURE__*/
   messageDesc(file_runtime_v1_config, 3);
 
 /**
+ * @generated from message runtime.v1.ConfigDeleteAck
+ */
+export type ConfigDeleteAck = Message<"runtime.v1.ConfigDeleteAck"> & {
+  /**
+   * how many keys were removed
+   *
+   * @generated from field: int32 deleted = 1;
+   */
+  deleted: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message runtime.v1.ConfigDeleteAck.
+ * Use `create(ConfigDeleteAckSchema)` to create a new message.
+ */
+export const ConfigDeleteAckSchema: GenMessage<ConfigDeleteAck> = /*@__PURE__*/
+  messageDesc(file_runtime_v1_config, 4);
+
+/**
  * @generated from message runtime.v1.ConfigNamespace
  */
 export type ConfigNamespace = Message<"runtime.v1.ConfigNamespace"> & {
@@ -170,7 +201,7 @@ export type ConfigNamespace = Message<"runtime.v1.ConfigNamespace"> & {
  * Use `create(ConfigNamespaceSchema)` to create a new message.
  */
 export const ConfigNamespaceSchema: GenMessage<ConfigNamespace> = /*@__PURE__*/
-  messageDesc(file_runtime_v1_config, 4);
+  messageDesc(file_runtime_v1_config, 5);
 
 /**
  * @generated from message runtime.v1.ConfigList
@@ -187,7 +218,7 @@ export type ConfigList = Message<"runtime.v1.ConfigList"> & {
  * Use `create(ConfigListSchema)` to create a new message.
  */
 export const ConfigListSchema: GenMessage<ConfigList> = /*@__PURE__*/
-  messageDesc(file_runtime_v1_config, 5);
+  messageDesc(file_runtime_v1_config, 6);
 
 /**
  * One key of a schema: its type and what values it allows.
@@ -246,7 +277,7 @@ export type ConfigKeySpec = Message<"runtime.v1.ConfigKeySpec"> & {
  * Use `create(ConfigKeySpecSchema)` to create a new message.
  */
 export const ConfigKeySpecSchema: GenMessage<ConfigKeySpec> = /*@__PURE__*/
-  messageDesc(file_runtime_v1_config, 6);
+  messageDesc(file_runtime_v1_config, 7);
 
 /**
  * @generated from message runtime.v1.ConfigSchema
@@ -282,7 +313,7 @@ export type ConfigSchema = Message<"runtime.v1.ConfigSchema"> & {
  * Use `create(ConfigSchemaSchema)` to create a new message.
  */
 export const ConfigSchemaSchema: GenMessage<ConfigSchema> = /*@__PURE__*/
-  messageDesc(file_runtime_v1_config, 7);
+  messageDesc(file_runtime_v1_config, 8);
 
 /**
  * @generated from message runtime.v1.ConfigSchemaAck
@@ -312,7 +343,7 @@ export type ConfigSchemaAck = Message<"runtime.v1.ConfigSchemaAck"> & {
  * Use `create(ConfigSchemaAckSchema)` to create a new message.
  */
 export const ConfigSchemaAckSchema: GenMessage<ConfigSchemaAck> = /*@__PURE__*/
-  messageDesc(file_runtime_v1_config, 8);
+  messageDesc(file_runtime_v1_config, 9);
 
 /**
  * ConfigService holds runtime configuration that services follow without a restart. Seed 3.1.
@@ -373,6 +404,19 @@ export const ConfigService: GenService<{
     methodKind: "unary";
     input: typeof ConfigNamespaceSchema;
     output: typeof ConfigSchemaSchema;
+  },
+  /**
+   * Added to the seed (lab.reset()): remove one key, a whole namespace (key empty) or every value
+   * (namespace and key empty), so consumers fall back to their defaults. Watchers see each removed
+   * key once more with deleted = true and value = its schema's default_value ("" without one).
+   * Schemas stay. Removing nothing is no error (deleted = 0).
+   *
+   * @generated from rpc runtime.v1.ConfigService.DeleteConfig
+   */
+  deleteConfig: {
+    methodKind: "unary";
+    input: typeof ConfigKeySchema;
+    output: typeof ConfigDeleteAckSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_runtime_v1_config, 0);
