@@ -63,6 +63,7 @@ class ConfigWatch:
         self.broker_address = broker_address_from_env() if broker_address is None else broker_address
         self.values: dict[str, config_pb2.ConfigValue] = {}  # the last good value of each key
         self.refused: dict[str, config_pb2.ConfigValue] = {}  # the newest bad value of each key
+        self._schema_problem = ""
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
@@ -113,8 +114,12 @@ class ConfigWatch:
                 raise  # reconnect and try again
             # UNIMPLEMENTED (an older config service) or a schema it refuses: values are still
             # checked here, on receipt.
-            log.warning("config schema of %s not registered: %s", self.namespace, exc.details())
+            problem = f"{exc.code().name}: {exc.details()}"
+            if problem != self._schema_problem:  # once, not on every reconnect
+                log.warning("config schema of %s not registered: %s", self.namespace, problem)
+                self._schema_problem = problem
             return
+        self._schema_problem = ""
         if ack.invalid:
             log.warning("config %s", ack.message)
 
