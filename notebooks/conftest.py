@@ -15,7 +15,9 @@ import pytest
 
 ETCD_CHAPTER = "10-production-twin.ipynb"
 ETCD_BINARY = "/usr/bin/etcd"
-INSTALL_HINT = "etcd is not installed: install Debian's etcd-server package (sudo apt-get install etcd-server)"
+INSTALL_HINT = (
+    "etcd is not installed: install Debian's etcd-server package (sudo apt-get install etcd-server)"
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

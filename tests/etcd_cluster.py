@@ -32,6 +32,8 @@ from service_process import ROOT, ServiceProcess
 from runtime.client.etcd import StoreChoice, parse_store, read_cluster
 from runtime.services.etcd_member.member import INSTALL_HINT, etcd_binary
 
+MEMBER_READY_S = 40.0  # etcd starts in well under a second, but CI machines can be busy
+
 
 def require_etcd() -> None:
     """Skip (fail under CI=true) when etcd is not installed."""
@@ -63,7 +65,7 @@ def start_member(lab_dir: Path, instance: str, members: int, supervisor_pid: int
         text=True,
     )
     sp = ServiceProcess(proc, instance)
-    sp.wait_ready()
+    sp.wait_ready(timeout_s=MEMBER_READY_S)
     return sp
 
 

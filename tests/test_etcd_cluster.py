@@ -20,7 +20,7 @@ from runtime.services.state.worker import FencedOut, fenced_write
 from runtime.v1 import broker_pb2, broker_pb2_grpc, config_pb2, config_pb2_grpc, state_pb2, state_pb2_grpc
 
 RPC_S = 8.0  # longer than the store's own 2 s deadline plus naming the down members
-LAB_UP_S = 60.0
+LAB_UP_S = 90.0
 RECOVER_S = 30.0
 TTL_MS = 600_000  # the test's registrations need no keepalive
 

@@ -5,7 +5,8 @@ the cluster has lost its quorum, any store call raises StoreUnavailable, whose m
 members that are down. This interceptor turns that into gRPC UNAVAILABLE with the same message,
 for unary calls and streams alike, so a caller reads "etcd store unavailable: 2 of 3 members are
 down (etcd-2 at ..., etcd-3 at ...)" instead of UNKNOWN and a traceback. Every other exception
-passes through untouched (the servicers map their own).
+passes through untouched (the servicers map their own). Only methods of the lab's own services
+(``/runtime.v1.*``, all written as plain coroutines or async generators) are wrapped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import grpc
 
 from runtime.client.etcd import StoreUnavailable
 
+WRAPPED_PREFIX = "/runtime.v1."
+
 
 class StoreStatusInterceptor(grpc.aio.ServerInterceptor):
     """Server interceptor: StoreUnavailable -> UNAVAILABLE with its message."""
@@ -27,7 +30,9 @@ class StoreStatusInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None:
+        # Only the lab's own services: grpc.health.v1's Watch writes with context.write (no
+        # generator to wrap), and health and reflection never touch a store.
+        if handler is None or not handler_call_details.method.startswith(WRAPPED_PREFIX):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(

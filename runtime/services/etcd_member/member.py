@@ -59,7 +59,7 @@ INSTALL_HINT = (
 DEFAULT_MEMBERS = 3
 HEARTBEAT_MS = 50
 ELECTION_MS = 500  # 10 heartbeats; etcd's minimum lease TTL becomes 1.5 x this, rounded up to 1 s
-HEALTH_TIMEOUT_S = 15.0
+HEALTH_TIMEOUT_S = 30.0  # a loaded 2-core machine can take seconds to start etcd
 HEALTH_POLL_S = 0.05
 PR_SET_PDEATHSIG = 1
 
