@@ -43,6 +43,7 @@ from runtime.lab.load import Load, LoadTest
 from runtime.lab.logs import Logs
 from runtime.lab.names import instance_id, signal_name
 from runtime.lab.project import LabPaths, resolve
+from runtime.lab.reset import ResetReport, reset_lab
 from runtime.lab.state import State
 from runtime.v1 import broker_pb2, broker_pb2_grpc, supervisor_pb2
 
@@ -251,9 +252,20 @@ class Lab:
         return {"pid": resp.pid, "instance": resp.instance_id, "signal": resp.signal}
 
     def restart(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
-        """Stop and start a service (or one instance) gracefully."""
+        """Stop and start a service (or one instance) gracefully; a FATAL one starts again afresh."""
         req = _process_request(supervisor_pb2.RestartProcessRequest, "restart", service, instance)
         return frames.status_frame(self._call("RestartProcess", req).processes)
+
+    def reset(self, timeout_s: float = 30.0) -> ResetReport:
+        """Back to the lab file's state: no faults, no load, default config, its instances, none FATAL.
+
+        See ``runtime/lab/reset.py`` for the steps. Returns what it did.
+
+        Example:
+            >>> print(lab.reset())   # doctest: +SKIP
+            reset: 1 faults cleared, 0 load tests stopped, 2 config keys deleted, scaled: calculator 3->2, ...
+        """
+        return reset_lab(self, timeout_s)
 
     def stop(self, service: str, instance: str | int | None = None) -> pd.DataFrame:
         """Stop a service (or one instance); it stays stopped until ``start``."""
