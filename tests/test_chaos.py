@@ -148,6 +148,33 @@ def test_faults_expire_by_ttl(lab: Lab) -> None:
 
 
 @both_languages
+def test_every_fault_kind_is_applied_and_expires_by_ttl(lab: Lab) -> None:
+    direct = Direct(lab, "calculator-1")
+    proc = psutil.Process(int(instance_row(lab, "calculator-1").pid))
+    try:
+        for kind, params in (
+            ("error_inject", {"error_rate": 1.0}),
+            ("packet_loss", {"packet_loss_pct": 100}),
+        ):
+            lab.inject("calculator", kind, instance=1, duration_s=1, **params)
+            wait_until(lambda: direct.add()[1] is not None, 3, f"{kind} applied")
+            wait_until(lambda: direct.add()[1] is None, 5, f"{kind} expired")
+        threads = proc.num_threads()
+        lab.inject("calculator", "cpu_hog", instance=1, duration_s=2, cpu_threads=1)
+        wait_until(lambda: proc.num_threads() > threads, WAIT_S, "a busy thread")
+        wait_until(lambda: proc.num_threads() <= threads, WAIT_S, "the busy thread gone at its TTL")
+        rss = proc.memory_info().rss
+        lab.inject("calculator", "memory_leak", instance=1, duration_s=2, memory_mb=64)
+        wait_until(lambda: proc.memory_info().rss - rss >= 48 * 2**20, WAIT_S, "RSS to grow by ~64 MiB")
+        wait_until(
+            lambda: proc.memory_info().rss - rss < 24 * 2**20, WAIT_S, "the memory released at its TTL"
+        )
+        assert lab.chaos.faults().empty
+    finally:
+        direct.close()
+
+
+@both_languages
 def test_dead_man_switch_drops_faults_when_the_chaos_service_dies(lab: Lab) -> None:
     direct = Direct(lab, "calculator-1")
     try:
