@@ -180,6 +180,10 @@ def decodes(request_type, body: bytes) -> bool:
     return True
 
 
+def first(served: dict[str, str]) -> str:
+    return next(iter(served.values()))
+
+
 def send(channel: grpc.Channel, method: MethodDescriptor, body: bytes, metadata) -> tuple[str, str]:
     """One call with raw bytes; the status it ended with (OK for a clean answer or stream end)."""
     path = f"/{method.containing_service.full_name}/{method.name}"
@@ -207,11 +211,13 @@ def test_random_bytes_to_every_rpc_leave_every_service_up_and_the_lab_correct(la
         before = lab.status()
         running = before[before.state == "RUNNING"]
         pids = {row.instance: int(row.pid) for row in running.itertuples()}
-        # Where each service is served: every instance (and the supervisor) names its services.
-        addresses: dict[str, list[str]] = {"runtime.v1.SupervisorService": [lab.address]}
+        # Where each gRPC service is served: every instance (and the supervisor) names its services.
+        # One instance of each lab service that serves it (the Python and the TypeScript
+        # calculator both serve CalculatorService); the pids of all instances are checked.
+        addresses: dict[str, dict[str, str]] = {"runtime.v1.SupervisorService": {"supervisor": lab.address}}
         for row in running.itertuples():
             for name in served_by(f"127.0.0.1:{int(row.port)}", md):
-                addresses.setdefault(name, []).append(f"127.0.0.1:{int(row.port)}")
+                addresses.setdefault(name, {}).setdefault(row.service, f"127.0.0.1:{int(row.port)}")
         services = lab_services()
         missing = set(services) - set(addresses)
         # The lab file may skip a service whose toolchain is missing; every other one is fuzzed.
@@ -224,7 +230,7 @@ def test_random_bytes_to_every_rpc_leave_every_service_up_and_the_lab_correct(la
             for name, service in sorted(services.items())
             for method in service.methods
             for body in bodies(method, rng)
-            for address in addresses.get(name, [])[:1]  # one instance per service; pids of all are checked
+            for address in addresses.get(name, {}).values()
         ]
         channels = {a: grpc.insecure_channel(a) for a in {a for a, _, _ in work}}
         t0 = time.monotonic()
@@ -238,7 +244,10 @@ def test_random_bytes_to_every_rpc_leave_every_service_up_and_the_lab_correct(la
                 channel.close()
         elapsed = time.monotonic() - t0
         rpcs = {name for name, _, _ in answers}
-        print(f"\nfuzz: {len(rpcs)} RPCs x {PER_RPC} requests = {len(answers)} calls in {elapsed:.1f} s")
+        servers = len({a for a, _, _ in work})
+        print(
+            f"\nfuzz: {len(rpcs)} RPCs x {PER_RPC} requests to {servers} servers = {len(answers)} calls in {elapsed:.1f} s"
+        )
         print("statuses:", dict(Counter(code for _, code, _ in answers).most_common()))
         assert len(answers) == len(work) and len(rpcs) >= 40, sorted(rpcs)
         # Every refusal fits in a status message: input is quoted at most ~200 characters. An echo
@@ -256,12 +265,13 @@ def test_random_bytes_to_every_rpc_leave_every_service_up_and_the_lab_correct(la
         assert now == pids, (pids, now)
         assert (after.set_index("instance").restarts == before.set_index("instance").restarts).all()
         # And the lab still does its job: a calculation, a config round-trip.
-        with grpc.insecure_channel(addresses["calculator.v1.CalculatorService"][0]) as channel:
-            reply = calculator_pb2_grpc.CalculatorServiceStub(channel).Add(
-                calculator_pb2.AddRequest(a=2, b=3), timeout=RPC_S, metadata=md
-            )
-            assert reply.result == 5
-        with grpc.insecure_channel(addresses["runtime.v1.ConfigService"][0]) as channel:
+        for address in addresses["calculator.v1.CalculatorService"].values():
+            with grpc.insecure_channel(address) as channel:
+                reply = calculator_pb2_grpc.CalculatorServiceStub(channel).Add(
+                    calculator_pb2.AddRequest(a=2, b=3), timeout=RPC_S, metadata=md
+                )
+                assert reply.result == 5, address
+        with grpc.insecure_channel(first(addresses["runtime.v1.ConfigService"])) as channel:
             config = config_pb2_grpc.ConfigServiceStub(channel)
             entry = config_pb2.ConfigEntry(namespace="fuzz", key="roundtrip", value="42", value_type="int")
             version = config.SetConfig(entry, timeout=RPC_S, metadata=md).version
@@ -275,7 +285,7 @@ def test_random_bytes_to_every_rpc_leave_every_service_up_and_the_lab_correct(la
         assert "Traceback" not in supervisor_log, supervisor_log[supervisor_log.find("Traceback") - 300 :][
             :2000
         ]
-        with grpc.insecure_channel(addresses["runtime.v1.LoggerService"][0]) as channel:
+        with grpc.insecure_channel(first(addresses["runtime.v1.LoggerService"])) as channel:
             logs = logger_pb2_grpc.LoggerServiceStub(channel)
 
             def search(text: str) -> list[logger_pb2.LogEntry]:
