@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from service_process import ROOT, ServiceProcess
 
-from runtime.client.etcd import StoreChoice, parse_store, read_cluster
+from runtime.client.store_choice import StoreChoice, parse_store, read_cluster
 from runtime.services.etcd_member.member import INSTALL_HINT, etcd_binary
 
 MEMBER_READY_S = 40.0  # etcd starts in well under a second, but CI machines can be busy

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from runtime.client.etcd import StoreUnavailable
+from runtime.client.store_choice import StoreUnavailable
 
 WRAPPED_PREFIX = "/runtime.v1."
 

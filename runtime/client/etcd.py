@@ -1,15 +1,7 @@
-"""The lab's way to an etcd cluster: which store a service uses, and one session with clear errors.
+"""One etcd session for the lab's stores: aetcd underneath, clear errors on top.
 
-A lab file chooses the store of the broker, config and state services (``store:`` in lab.yaml,
-runtime/supervisor/config.py); the supervisor hands the choice to every child in ``LAB_STORE``:
-
-===================================  ==========================================================
-``local`` (or unset)                 in-process registry, SQLite config and state (the default)
-``etcd``                             the lab's own cluster: endpoints and member names from
-                                     ``<lab dir>/etcd-cluster.json`` (written by its members,
-                                     runtime/services/etcd_member)
-``etcd:127.0.0.1:2379,127.0.0.1:…``  an external cluster at these endpoints
-===================================  ==========================================================
+Which store a service uses, and the StoreUnavailable message naming down members, live in
+runtime/client/store_choice.py (re-exported here).
 
 Client library: **aetcd** (PyPI, asyncio etcd v3 client over grpcio; maintained, 1.0.0 from
 2026-06). Its generated protos (protobuf gencode 5.27) load under the protobuf 7.x and grpcio 1.85
@@ -21,46 +13,64 @@ aetcd talks to one gRPC target; several endpoints become one ``ipv4:a,b,c`` targ
 
 Errors: when the cluster cannot answer (a member is down and the rest have no quorum, or nothing
 listens), every call raises :class:`StoreUnavailable`, whose message names the members that do not
-answer and what to do, e.g. ``etcd store unavailable: 2 of 3 members are down (etcd-2 at
-127.0.0.1:40111, etcd-3 at 127.0.0.1:40113); writes need 2 of 3 (a quorum): start them again``.
-Servers turn it into gRPC UNAVAILABLE (runtime/agent/store_status.py).
+answer and what to do. Servers turn it into gRPC UNAVAILABLE (runtime/agent/store_status.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
 import aetcd.rpc
 
-from runtime.errors import ServiceUnavailable
-from runtime.identity import ENV_STORE, ETCD_CLUSTER_FILE, LOOPBACK
+from runtime.client.store_choice import (
+    STORE_ETCD,
+    STORE_LOCAL,
+    StoreChoice,
+    StoreUnavailable,
+    cluster_path,
+    down_members,
+    outage_message,
+    parse_store,
+    read_cluster,
+    store_from_env,
+)
+
+__all__ = [
+    "STORE_ETCD",
+    "STORE_LOCAL",
+    "EtcdSession",
+    "RevisionCompacted",
+    "StoreChoice",
+    "StoreUnavailable",
+    "cluster_path",
+    "delete_op",
+    "down_members",
+    "get_op",
+    "mod_is",
+    "outage_message",
+    "parse_store",
+    "prefix_end",
+    "put_op",
+    "read_cluster",
+    "store_from_env",
+    "txn_request",
+]
 
 T = TypeVar("T")
 
-STORE_LOCAL = "local"
-STORE_ETCD = "etcd"
 REQUEST_TIMEOUT_S = 2.0  # etcd answers in ms; without quorum it would wait its own 7 s first
-PROBE_TIMEOUT_S = 0.3  # one TCP connect per member when naming the ones that are down
-WATCH_RETRY_S = 0.2
+WATCH_RETRY_S = 0.2  # a watch whose member died is made again on another member after this
 CONNECT_RETRIES = 2  # a member that just died refuses a call or two before the channel skips it
 CONNECT_RETRY_S = 0.1
 # What etcd says when it cannot reach a quorum in time (any status code).
 OUTAGE_WORDS = ("timed out", "deadline exceeded", "no leader", "leader changed", "not leader")
-TIMEOUT_RETRIES = 1  # a timeout while a quorum listens (an election) is tried once more  # a watch whose member died is made again on another member after this
+TIMEOUT_RETRIES = 1  # a timeout while a quorum listens (an election) is tried once more
 DEFAULT_PREFIX = "/runtime-lab/"
-
-
-class StoreUnavailable(ServiceUnavailable):
-    """The etcd cluster did not answer (no quorum, or nothing listens): gRPC UNAVAILABLE."""
 
 
 class RevisionCompacted(LookupError):
@@ -70,105 +80,6 @@ class RevisionCompacted(LookupError):
         self.revision = revision
         self.compacted = compacted
         super().__init__(f"revision {revision} was compacted (etcd keeps from {compacted})")
-
-
-@dataclass(frozen=True)
-class StoreChoice:
-    """Which store a service uses; for etcd, its endpoints and a name per endpoint."""
-
-    kind: str = STORE_LOCAL
-    endpoints: tuple[str, ...] = ()
-    names: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def is_etcd(self) -> bool:
-        """True for either etcd form."""
-        return self.kind == STORE_ETCD
-
-
-def parse_store(value: str, lab_dir: str = "") -> StoreChoice:
-    """Read a ``LAB_STORE`` value (table above).
-
-    Example:
-        >>> parse_store("etcd:127.0.0.1:2379").endpoints
-        ('127.0.0.1:2379',)
-        >>> parse_store("").kind
-        'local'
-
-    Raises:
-        ValueError: an unknown kind, or ``etcd`` without endpoints and without a cluster file.
-    """
-    text = value.strip()
-    if text in ("", STORE_LOCAL):
-        return StoreChoice()
-    if text == STORE_ETCD:
-        return read_cluster(lab_dir)
-    if text.startswith(STORE_ETCD + ":"):
-        endpoints = tuple(e.strip() for e in text[len(STORE_ETCD) + 1 :].split(",") if e.strip())
-        if endpoints:
-            return StoreChoice(STORE_ETCD, endpoints, {e: e for e in endpoints})
-    raise ValueError(
-        f"{ENV_STORE}={text[:200]!r} is not a store; use 'local', 'etcd' (the lab's own cluster) "
-        "or 'etcd:HOST:PORT,HOST:PORT'"
-    )
-
-
-def store_from_env(env: Mapping[str, str] | None = None) -> StoreChoice:
-    """The store this process was given (``LAB_STORE``; the lab dir for the cluster file)."""
-    from runtime.identity import ENV_LAB_DIR
-
-    env = os.environ if env is None else env
-    return parse_store(env.get(ENV_STORE, ""), env.get(ENV_LAB_DIR, ""))
-
-
-def cluster_path(lab_dir: str) -> str:
-    """``<lab dir>/etcd-cluster.json``: the members' names and ports, written by the first member."""
-    return os.path.join(lab_dir, ETCD_CLUSTER_FILE)
-
-
-def read_cluster(lab_dir: str) -> StoreChoice:
-    """The lab's own cluster from its cluster file.
-
-    Raises:
-        ValueError: no lab dir or no cluster file (the etcd members have not started).
-    """
-    path = cluster_path(lab_dir) if lab_dir else ""
-    try:
-        with open(path, encoding="utf-8") as f:
-            members = json.load(f)["members"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(
-            f"store 'etcd' needs the lab's etcd members, but {path or '<no lab dir>'} is not readable "
-            f"({exc}); start the etcd service first (depends_on: {{etcd: ready}}, see lab.etcd.yaml)"
-        ) from None
-    endpoints = tuple(f"{LOOPBACK}:{m['client_port']}" for m in members)
-    return StoreChoice(STORE_ETCD, endpoints, {f"{LOOPBACK}:{m['client_port']}": m["name"] for m in members})
-
-
-def down_members(choice: StoreChoice, timeout_s: float = PROBE_TIMEOUT_S) -> list[str]:
-    """``name at host:port`` of every endpoint nothing listens on (a TCP connect each)."""
-    down = []
-    for endpoint in choice.endpoints:
-        host, _, port = endpoint.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout_s):
-                pass
-        except OSError:
-            down.append(f"{choice.names.get(endpoint, endpoint)} at {endpoint}")
-    return down
-
-
-def outage_message(choice: StoreChoice, detail: str) -> str:
-    """The StoreUnavailable text: which members are down and what quorum needs."""
-    total = len(choice.endpoints)
-    quorum = total // 2 + 1
-    down = down_members(choice)
-    if down:
-        return (
-            f"etcd store unavailable: {len(down)} of {total} members are down ({', '.join(down)}); "
-            f"reads and writes need {quorum} of {total} (a quorum): start them again ({detail[:200]})"
-        )
-    return f"etcd store unavailable: every member listens but the cluster did not answer ({detail[:200]})"
 
 
 def _target(endpoints: tuple[str, ...]) -> tuple[str, int]:

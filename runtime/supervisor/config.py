@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from runtime.client.store_choice import parse_store
 from runtime.errors import ConfigError
 from runtime.identity import ENV_STORE
 from runtime.liveness import DEFAULT_FAILURES, DEFAULT_PERIOD_S, DEFAULT_RESTART_AFTER_S, DEFAULT_TIMEOUT_S
@@ -212,7 +213,13 @@ def store_env(value: Any) -> str:
             if isinstance(endpoints, list) and all(
                 isinstance(e, str) and re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", e) for e in endpoints
             ):
-                return "etcd:" + ",".join(endpoints) if endpoints else "etcd"
+                if not endpoints:
+                    return "etcd"
+                try:  # the services' own reading of it, so the file is refused before they start
+                    parse_store("etcd:" + ",".join(endpoints))
+                except ValueError as exc:
+                    raise problem(f"{quote(value)} is not allowed: {exc}") from None
+                return "etcd:" + ",".join(endpoints)
     raise problem(f"{quote(value)} is not allowed; {STORE_RULE}")
 
 

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-from runtime.client.etcd import StoreChoice
+from runtime.client.store_choice import StoreChoice
 from runtime.services.broker.registry import SNAPSHOT_END, Registry, matches, now_ms
 from runtime.v1 import broker_pb2, health_pb2
 

@@ -26,7 +26,7 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
-from runtime.client.etcd import store_from_env
+from runtime.client.store_choice import store_from_env
 from runtime.errors import quote
 from runtime.identity import BROKER_GRPC_SERVICE, Identity
 from runtime.services.broker.backend import RegistryBackend, WatchOverflow, as_backend, make_backend

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-from runtime.client.etcd import StoreChoice
+from runtime.client.store_choice import StoreChoice
 from runtime.identity import CONFIG_DB_FILE, Identity
 from runtime.services.config.store import ConfigStore, tombstone
 from runtime.services.watchers import Watchers

@@ -32,7 +32,7 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
-from runtime.client.etcd import store_from_env
+from runtime.client.store_choice import store_from_env
 from runtime.errors import listing
 from runtime.identity import CONFIG_GRPC_SERVICE, Identity
 from runtime.services.config.backend import ConfigBackend, as_backend, make_backend

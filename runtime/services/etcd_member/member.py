@@ -41,7 +41,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from runtime.client.etcd import cluster_path
+from runtime.client.store_choice import cluster_path
 from runtime.identity import (
     ENV_LAB_DIR,
     ETCD_DATA_DIR,

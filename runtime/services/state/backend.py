@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-from runtime.client.etcd import StoreChoice
+from runtime.client.store_choice import StoreChoice
 from runtime.identity import STATE_DB_FILE, Identity
 from runtime.services.state.locks import Grant, Locks
 from runtime.services.state.store import StateStore

@@ -28,7 +28,7 @@ import grpc
 
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
-from runtime.client.etcd import store_from_env
+from runtime.client.store_choice import store_from_env
 from runtime.errors import quote
 from runtime.identity import STATE_GRPC_SERVICE, Identity
 from runtime.services.state.backend import StateBackend, make_backend
