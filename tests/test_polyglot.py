@@ -416,7 +416,16 @@ def test_typescript_server_health_reflection_and_sigterm(empty_stack: Stack, tmp
 
             services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
             assert {CALCULATOR, "grpc.health.v1.Health"} <= services, services
+            # Graceful stop: a Watch sees NOT_SERVING before the process is gone.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=CALCULATOR), timeout=STOP_TIMEOUT_S
+            )
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            server.proc.send_signal(signal.SIGTERM)
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
         assert server.stop(signal.SIGTERM) == 0, server.output()
+        assert "calculator-ts-9 stopping: SIGTERM" in server.output()
         # Deregistered on the way out, not left to the lease TTL.
         assert "calculator-ts-9" not in {i.instance_id for i in lookup(empty_stack.broker_address)}
     finally:

@@ -182,8 +182,9 @@ export class Agent {
   }
 
   private catchSignals(): void {
-    process.once("SIGTERM", () => void this.stopAndExit("SIGTERM"));
-    process.once("SIGINT", () => void this.stopAndExit("SIGINT"));
+    // `on`, not `once`: a second SIGTERM while draining must not fall back to the default (death).
+    process.on("SIGTERM", () => void this.stopAndExit("SIGTERM"));
+    process.on("SIGINT", () => void this.stopAndExit("SIGINT"));
     if (this.identity.supervisorPid > 0) {
       // Belt and braces next to the supervisor's parent-death signal: never outlive the daemon.
       setInterval(() => {
