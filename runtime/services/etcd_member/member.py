@@ -59,6 +59,7 @@ INSTALL_HINT = (
 DEFAULT_MEMBERS = 3
 HEARTBEAT_MS = 50
 ELECTION_MS = 500  # 10 heartbeats; etcd's minimum lease TTL becomes 1.5 x this, rounded up to 1 s
+HISTORY_REVISIONS = 10_000
 HEALTH_TIMEOUT_S = 30.0  # a loaded 2-core machine can take seconds to start etcd
 HEALTH_POLL_S = 0.05
 PR_SET_PDEATHSIG = 1
@@ -129,6 +130,10 @@ def etcd_command(
         "--initial-cluster-state=new",
         f"--heartbeat-interval={HEARTBEAT_MS}",
         f"--election-timeout={ELECTION_MS}",
+        # History is bounded like the local broker's: older revisions are compacted away, and a
+        # watch resuming from one gets OUT_OF_RANGE ("no longer kept"), as it does locally.
+        "--auto-compaction-mode=revision",
+        f"--auto-compaction-retention={HISTORY_REVISIONS}",
         "--logger=zap",
         "--log-level=error",
     ]
