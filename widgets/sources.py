@@ -12,6 +12,7 @@ LogTail            ``LogSource``                status() (for the service list),
 LoadView           ``LoadSource``               load.start() and the LoadTest it returns
 ChaosPanel         ``ChaosSource`` + ProbeCall  chaos.inject(), chaos.clear(); the probe calls
 ConfigEditor       ``ConfigSource``             config.set(), config.watch()
+MissionControl     ``MissionSource`` + probe    all of the above, watch_events(), reset()
 =================  ===========================  =============================================
 
 The chaos panel's probe is a :class:`ProbeCall` passed in by the notebook (the calculator's is
@@ -135,10 +136,47 @@ class ConfigSource(Protocol):
     def config(self) -> ConfigPart: ...
 
 
+class MissionChaosPart(ChaosPart, Protocol):
+    """``lab.chaos`` as MissionControl uses it: inject, clear and list the active faults."""
+
+    def faults(self) -> pd.DataFrame: ...
+
+
+class MissionLoadPart(Protocol):
+    """``lab.load`` as MissionControl uses it: the tests running now (current_rps, p99_ms)."""
+
+    def tests(self) -> pd.DataFrame: ...
+
+
+class MissionSource(Protocol):
+    """What MissionControl uses: processes, the event and health streams, logs, chaos, load, reset."""
+
+    def status(self, service: str | None = None) -> pd.DataFrame: ...
+    def kill(
+        self, service: str, instance: str | int | None = None, signal: str | int = "SIGKILL"
+    ) -> dict[str, Any]: ...
+    def restart(self, service: str, instance: str | int | None = None) -> pd.DataFrame: ...
+    def start(self, service: str, instance: str | int | None = None) -> pd.DataFrame: ...
+    def reset(self, timeout_s: float = ...) -> Any: ...
+    def watch_events(
+        self, callback: Callable[[dict[str, Any]], object], replay: int = ..., service: str | None = ...
+    ) -> Stoppable: ...
+    @property
+    def health(self) -> HealthPart: ...
+    @property
+    def logs(self) -> LogsPart: ...
+    @property
+    def chaos(self) -> MissionChaosPart: ...
+    @property
+    def load(self) -> MissionLoadPart: ...
+
+
 if TYPE_CHECKING:  # mypy proves here that the real Lab is every source the widgets take
     from runtime.lab import Lab
 
     def _lab_is_every_source(lab: Lab) -> None:
-        sources: tuple[ProcessSource, HealthSource, LogSource, LoadSource, ChaosSource, ConfigSource]
-        sources = (lab, lab, lab, lab, lab, lab)
+        sources: tuple[
+            ProcessSource, HealthSource, LogSource, LoadSource, ChaosSource, ConfigSource, MissionSource
+        ]
+        sources = (lab, lab, lab, lab, lab, lab, lab)
         del sources
