@@ -9,6 +9,8 @@ token is refused. Every process is real (tests/labs/etcd-cluster.yaml).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 
 import grpc
 import pytest
@@ -77,6 +79,31 @@ class Twin:
             channel.close()
 
 
+class Follow:
+    """A WatchServices stream for service ``twin``, read by a thread: which instances were ADDED."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.call = twin.broker.WatchServices(broker_pb2.WatchServicesRequest(service_name="twin"))
+        self.added: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="twin-watch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.call:
+                if event.type == broker_pb2.SERVICE_EVENT_TYPE_ADDED:
+                    self.added.put(event.instance.instance_id)
+        except grpc.RpcError:
+            pass
+
+    def next_added(self, timeout_s: float = RPC_S) -> str:
+        return self.added.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(timeout=RPC_S)
+
+
 def member_running(lab, name: str) -> bool:
     status = lab.status()
     row = status[status["instance"] == name]
@@ -87,9 +114,11 @@ def test_one_member_down_keeps_working_two_down_fail_clearly_and_both_come_back(
     require_etcd()
     lab = lab_factory("etcd-cluster", timeout_s=LAB_UP_S)
     twin = Twin(lab)
+    follow = Follow(twin)
     try:
         twin.register(1)
         twin.write(1)
+        assert follow.next_added() == "twin-1"
 
         # One member down: a quorum (2 of 3) is left.
         lab.kill("etcd", "etcd-2")
@@ -98,6 +127,7 @@ def test_one_member_down_keeps_working_two_down_fail_clearly_and_both_come_back(
         twin.register(2)
         twin.write(2)  # writes work
         assert twin.registered() == ["twin-1", "twin-2"] and twin.written(1) and twin.written(2)
+        assert follow.next_added() == "twin-2"  # the broker's etcd watch goes on (re-made if need be)
 
         # Two members down: no quorum. Writes fail, and say which members are down.
         lab.kill("etcd", "etcd-3")
@@ -127,7 +157,9 @@ def test_one_member_down_keeps_working_two_down_fail_clearly_and_both_come_back(
         # changes queued in order and wrote it once the quorum was back: an agent that retries
         # finds itself registered (runtime/services/broker/etcd_registry.py).
         wait_until(lambda: twin.registered() == ["twin-1", "twin-2", "twin-3"], 10, "the queued registration")
+        assert follow.next_added(RECOVER_S) == "twin-3"  # the same watch stream, across the outage
     finally:
+        follow.close()
         twin.close()
 
 
