@@ -140,8 +140,23 @@ class JsonStderrHandler(logging.Handler):
             self.handleError(record)
 
 
+def lean_records() -> None:
+    """Stop ``logging`` from filling record fields no lab handler reads (caller, thread, process).
+
+    The Logging HOWTO's "Optimization" switches: finding the caller walks the stack on every
+    record, and the thread and process fields cost lookups too; our handlers read none of them
+    (message, level, time, ``extra`` fields). ``log.info`` with a handler: 12.2 -> 5.9 us (timeit).
+    Only for a service process, whose logging the agent owns; never in a notebook kernel.
+    """
+    logging._srcfile = None  # type: ignore[attr-defined]  # the documented switch has no public name
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def install(identity: Identity) -> logging.Handler:
     """Attach a shipping handler (or JSON-on-stderr without a broker) to the root logger."""
+    lean_records()  # one log line per call: its cost is the service's per-call cost
     handler: logging.Handler
     if identity.broker_address:
         shipper = LogShipper(identity.broker_address, name=identity.instance_id)
