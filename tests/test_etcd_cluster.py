@@ -2,8 +2,8 @@
 
 One member down: quorum holds, lookups and writes go on, nothing registered or written is lost.
 Two down: writes fail with UNAVAILABLE naming the members that are down. Both back: everything
-written before is still there, and writes work again. Plus the fencing rule on etcd: a stale
-token is refused. Every process is real (tests/labs/etcd-cluster.yaml).
+written before is still there, and writes work again. Plus worker processes electing one leader
+at a time on etcd leases, and the fencing rule: a stale token is refused. Every process is real (tests/labs/etcd-cluster.yaml).
 """
 
 from __future__ import annotations
@@ -163,11 +163,19 @@ def test_one_member_down_keeps_working_two_down_fail_clearly_and_both_come_back(
         twin.close()
 
 
-def test_a_stale_fencing_token_is_refused_on_etcd(lab_factory) -> None:
-    """Leader a's grant lapses, b takes the lock (a larger token: a later etcd revision) and writes;
-    a's late write with its old token is refused (runtime/services/state/worker.py fenced_write)."""
+def test_workers_lead_one_at_a_time_and_a_stale_fencing_token_is_refused_on_etcd(lab_factory) -> None:
+    """Four worker processes count with CAS and take turns as leader: locks on etcd leases, one
+    leader at a time, tokens (etcd revisions) unique and growing. Then leader a's grant lapses,
+    b takes the lock (a larger token) and writes; a's late write with its old token is refused
+    (runtime/services/state/worker.py fenced_write)."""
     require_etcd()
     lab = lab_factory("etcd-cluster", timeout_s=LAB_UP_S)
+    run = lab.state.run_workers(4, increments=10, terms=2, counter="etcd/counter", lock_name="etcd-leader")
+    workers, terms = run["workers"], run["terms"]
+    assert list(workers.exit_code) == [0] * 4, workers
+    assert lab.state.get("etcd/counter")["value"] == "40"
+    assert len(terms) == 8 and terms.token.is_unique and terms.token.is_monotonic_increasing, terms
+    assert (terms.end_ms.shift(1).fillna(0) <= terms.start_ms).all(), terms  # one leader at a time
     twin = Twin(lab)
     try:
         a = twin.state.AcquireLock(state_pb2.LockRequest(name="leader", owner="a", ttl_ms=300), timeout=RPC_S)
