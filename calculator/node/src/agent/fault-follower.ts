@@ -68,7 +68,8 @@ export class FaultFollower {
       } finally {
         if (this.connectedTo) {
           this.connectedTo = "";
-          if (this.set.clear("the chaos service stream broke (dead-man switch)")) this.deadManDrops += 1;
+          if (signal.aborted) this.set.clear("the service is stopping");
+          else if (this.set.clear("the chaos service stream broke (dead-man switch)")) this.deadManDrops += 1;
         }
       }
       await sleep(backoff, signal);
