@@ -127,7 +127,9 @@ def bare_server() -> tuple[subprocess.Popen[str], str]:
 
 def lab_processes(lab: Lab) -> dict[str, int]:
     """instance id -> pid for every running lab process, the supervisor as ``supervisor``."""
-    pids = {row.instance: int(row.pid) for row in lab.status().itertuples() if row.pid is not None}
+    status = lab.status()
+    running = status[status.pid.notna()]  # a service restarting or skipped has no pid right now
+    pids = {row.instance: int(row.pid) for row in running.itertuples()}
     pids["supervisor"] = lab.pid
     return pids
 
