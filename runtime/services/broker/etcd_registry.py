@@ -128,6 +128,7 @@ class EtcdRegistry:
             except (OSError, TimeoutError):
                 continue
             writer.close()
+            await writer.wait_closed()
             member = broker_pb2.ServiceInstance(
                 service_name=ETCD_SERVICE, instance_id=name, address=endpoint, language="go",
                 grpc_services=list(ETCD_GRPC_SERVICES), role="store",
@@ -162,17 +163,31 @@ class EtcdRegistry:
                 await self._new_lease()
             revision = 0
             if self._resync:
-                for inst in self.book.instances():
-                    event = broker_pb2.ServiceEvent(
-                        type=ADDED, instance=inst, reason="restored", timestamp=now_ms()
-                    )
-                    revision = await self._write(event)
+                revision = await self._rewrite_all()
                 self._resync = False
                 self._pending.clear()
             while self._pending:
                 revision = await self._write(self._pending[0])
                 self._pending.popleft()
             return revision
+
+    async def _rewrite_all(self) -> int:
+        """etcd := the book: every instance written again, every other stored one removed."""
+        revision = 0
+        held = {i.instance_id for i in self.book.instances()}
+        for stored in (await self._stored())[0]:
+            if stored.instance_id not in held:
+                gone = broker_pb2.ServiceEvent(
+                    type=REMOVED,
+                    instance=stored,
+                    reason="removed while etcd was unreachable",
+                    timestamp=now_ms(),
+                )
+                revision = await self._write(gone)
+        for inst in self.book.instances():
+            event = broker_pb2.ServiceEvent(type=ADDED, instance=inst, reason="restored", timestamp=now_ms())
+            revision = await self._write(event)
+        return revision
 
     async def _write(self, event: broker_pb2.ServiceEvent) -> int:
         name = url_quote(event.instance.instance_id, safe="").encode()
