@@ -14,8 +14,6 @@ export const RECOVER_HOLD_S = 2.0;
 export const LATENCY_WINDOW_S = 5.0;
 export const LATENCY_SAMPLES_MAX = 4096;
 export const MIN_SAMPLES = 20; // the p99 of a handful of calls is noise
-// A call whose handler never finished after this long no longer counts as in flight.
-export const OPEN_CALL_MAX_S = 60;
 
 /** Seconds on a monotonic clock (time.monotonic in the Python agent). */
 export function monotonic(): number {
@@ -46,7 +44,10 @@ export class DegradedRule {
   readonly windowS = LATENCY_WINDOW_S;
   degraded = false;
   reason = "";
-  private readonly open = new Map<number, number>(); // start time -> calls started then, still open
+  calls = 0; // unary calls timed so far
+  // In flight = calls running. The agent's interceptor counts them in a try/finally, so a call can
+  // never be left open (a cancelled call finishes too).
+  private running = 0;
   private samples: Array<[number, number]> = []; // (end time, latency ms), at most LATENCY_SAMPLES_MAX
   private calmSince: number | null = null;
 
@@ -56,40 +57,28 @@ export class DegradedRule {
     this.recoverHoldS = t.recoverHoldS;
   }
 
-  /** Calls started and not finished (a call open longer than OPEN_CALL_MAX_S counts as lost). */
+  /** Calls running now. */
   get inFlight(): number {
-    const cutoff = monotonic() - OPEN_CALL_MAX_S;
-    let n = 0;
-    for (const [t, count] of this.open) {
-      if (t < cutoff) this.open.delete(t);
-      else n += count;
-    }
-    return n;
+    return this.running;
   }
 
   /** A call began; returns its start time for `finished`. */
   started(): number {
-    const t = monotonic();
-    this.open.set(t, (this.open.get(t) ?? 0) + 1);
-    return t;
+    this.running += 1;
+    return monotonic();
   }
 
   /** A call ended (latency measured from `started` unless given). */
   finished(started: number, now = monotonic(), latencyMs?: number): void {
-    this.close(started);
+    this.calls += 1;
+    this.running = Math.max(0, this.running - 1);
     this.samples.push([now, latencyMs ?? (now - started) * 1000]);
     if (this.samples.length > LATENCY_SAMPLES_MAX) this.samples.shift();
   }
 
   /** A call counted by `started` was not timed after all (a stream). */
-  abandoned(started: number): void {
-    this.close(started);
-  }
-
-  private close(started: number): void {
-    const n = this.open.get(started) ?? 0;
-    if (n > 1) this.open.set(started, n - 1);
-    else this.open.delete(started);
+  abandoned(): void {
+    this.running = Math.max(0, this.running - 1);
   }
 
   /** p99 latency (ms) of the calls that ended within the window (0 with too few calls). */
