@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import time
 
 import grpc
+import pytest
 from service_process import start_service
 
-from runtime.agent.health_reporter import DegradedRule, HealthReporter
+from runtime.agent.health_reporter import MIN_SAMPLES, DegradedRule, HealthReporter, p99_of
+from runtime.client.percentiles import percentile
 from runtime.identity import Identity
 from runtime.v1 import health_pb2, health_pb2_grpc
 
@@ -187,3 +190,12 @@ def test_a_call_cancelled_while_its_handler_runs_leaves_nothing_in_flight():
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+def test_the_rules_p99_is_the_labs_one_percentile_definition():
+    """The rule orders only the top 1 %; it must read the same p99 as every benchmark."""
+    rng = random.Random(7)
+    for n in (MIN_SAMPLES, 21, 99, 100, 101, 1000, 4096):
+        for _ in range(20):
+            values = [rng.expovariate(1 / 20) for _ in range(n)]
+            assert p99_of(values) == pytest.approx(percentile(values, 99), rel=1e-12, abs=1e-12), n
