@@ -36,6 +36,7 @@ METRICS_REFRESH_S = 2.0  # CPU/RSS/uptime have no stream; everything else follow
 REFRESH_DEBOUNCE_S = 0.1  # a burst of events (a restart is 4-5 of them) becomes one table refresh
 EVENT_LINES = 200  # bounded panes: the terminal is a view, the logger keeps the history
 LOG_LINES = 500
+LOG_BACKFILL = 20  # the selected service's last lines, so an idle service's pane is not blank
 COLUMNS = ("service", "instance", "pid", "state", "health", "restarts", "port", "uptime", "cpu %", "rss MB")
 STATE_STYLES = {
     "RUNNING": "green",
@@ -64,8 +65,9 @@ class Watchable(Protocol):
 
 
 class Tailable(Protocol):
-    """A part of the lab with a live tail (``lab.logs``)."""
+    """A part of the lab with recent entries and a live tail (``lab.logs``)."""
 
+    def __call__(self, service: Any = None, *, limit: int = ...) -> pd.DataFrame: ...
     def tail(self, callback: Any, **filters: Any) -> Stoppable: ...
 
 
@@ -92,6 +94,11 @@ def _uptime(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _newest_first(frame: pd.DataFrame) -> bool:
+    """Whether a log frame lists its newest entry first (the pane writes oldest first)."""
+    return len(frame) > 1 and frame["time"].iloc[0] > frame["time"].iloc[-1]
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -141,8 +148,8 @@ class TopApp(App[None]):
         yield Header()
         yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="panes"):
-            yield RichLog(id="events", max_lines=EVENT_LINES, wrap=False, markup=False)
-            yield RichLog(id="logs", max_lines=LOG_LINES, wrap=False, markup=False)
+            yield RichLog(id="events", max_lines=EVENT_LINES, wrap=True, markup=False)
+            yield RichLog(id="logs", max_lines=LOG_LINES, wrap=True, markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -225,7 +232,7 @@ class TopApp(App[None]):
             cells = self._cells(row)
             if key in table.rows:
                 for name, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(key, name, value)
+                    table.update_cell(key, name, value, update_width=True)
             else:
                 table.add_row(*cells, key=key)
         for gone in [k for k in table.rows if k.value not in seen]:
@@ -286,6 +293,9 @@ class TopApp(App[None]):
                 self._tail.stop()
                 self._tail = None
             try:
+                recent = self.lab.logs(service, limit=LOG_BACKFILL)
+                for entry in reversed(recent.to_dict("records")) if _newest_first(recent) else recent.to_dict("records"):
+                    self._log_from_thread(service, entry)
                 self._tail = self.lab.logs.tail(lambda e: self._log_from_thread(service, e), service=service)
             except (LabError, ValueError) as err:
                 self.call_from_thread(self.notify, str(err)[:300], title="log tail failed", severity="warning")
