@@ -489,6 +489,26 @@ def test_typescript_server_speaks_connect_grpc_web_and_grpc_on_one_port(
         size = struct.unpack(">I", data[1:5])[0]
         assert calculator_pb2.AddResponse.FromString(data[5 : 5 + size]).result == 6.5
         assert b"grpc-status:0" in data[5 + size :].replace(b" ", b"")
+        # CORS only for the lab's web page (a `web` instance with its Connect address in metadata).
+        web_origin = f"http://127.0.0.1:{closed_port()}"
+        with grpc.insecure_channel(empty_stack.broker_address) as channel:
+            web = broker_pb2.ServiceInstance(
+                service_name="web", instance_id="web-1", address="127.0.0.1:1", pid=os.getpid(),
+                metadata={"http": web_origin.removeprefix("http://")},
+            )  # fmt: skip
+            broker_pb2_grpc.BrokerServiceStub(channel).Register(
+                broker_pb2.RegisterRequest(instance=web), timeout=5
+            )
+        preflight = {"origin": web_origin, "access-control-request-method": "POST"}
+        conn.request("OPTIONS", path, headers=preflight)
+        allowed = conn.getresponse()
+        allowed.read()
+        assert allowed.status == 204 and allowed.getheader("access-control-allow-origin") == web_origin
+        assert "authorization" in (allowed.getheader("access-control-allow-headers") or "")
+        conn.request("OPTIONS", path, headers={**preflight, "origin": "http://evil.example"})
+        denied = conn.getresponse()
+        denied.read()
+        assert denied.status == 403 and denied.getheader("access-control-allow-origin") is None
         conn.close()
         # gRPC (HTTP/2 without TLS) on the same port.
         with grpc.insecure_channel(server.address) as channel:

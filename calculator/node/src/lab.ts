@@ -51,9 +51,12 @@ export function identityFromEnv(defaultService: string, env: NodeJS.ProcessEnv =
   };
 }
 
-/** `READY port=N`: the one line a server prints once it serves (runtime.identity.ready_line). */
-export function readyLine(port: number): string {
-  return `READY port=${port}`;
+/** Broker metadata key of an instance's Connect (HTTP/1.1) address (runtime.identity.HTTP_METADATA_KEY). */
+export const HTTP_METADATA_KEY = "http";
+
+/** `READY port=N [http=M]`: the one line a server prints once it serves (runtime.identity.ready_line). */
+export function readyLine(port: number, httpPort = 0): string {
+  return `READY port=${port}` + (httpPort ? ` http=${httpPort}` : "");
 }
 
 /** A fresh correlation id such as `req-3f9a1c2b`. */

@@ -18,12 +18,22 @@ import { Health } from "../gen/grpc/health/v1/health_pb";
 import { ServiceInstanceSchema, type ServiceInstance } from "../gen/runtime/v1/broker_pb";
 import { HealthState } from "../gen/runtime/v1/health_pb";
 import { callContext, JsonLog } from "../jsonlog";
-import { AUTH_HEADER, CORRELATION_HEADER, identityFromEnv, LOOPBACK, readyLine, tokenRefusal, type Identity } from "../lab";
+import {
+  AUTH_HEADER,
+  CORRELATION_HEADER,
+  HTTP_METADATA_KEY,
+  identityFromEnv,
+  LOOPBACK,
+  readyLine,
+  tokenRefusal,
+  type Identity,
+} from "../lab";
 import { DegradedRule } from "./degraded-rule";
 import { CHAOS_GRPC_SERVICE, FaultFollower } from "./fault-follower";
 import { GrpcHealth, Serving } from "./grpc-health";
 import { HealthReporter } from "./health-reporter";
-import { Listener } from "./listener";
+import { Listener, type Handler } from "./listener";
+import { WebOrigins, withCors } from "./cors";
 import { addReflection, DescriptorIndex, REFLECTION_SERVICES } from "./reflection";
 import { Registration } from "./registration";
 import { agentSettingsFromEnv } from "./settings";
@@ -87,7 +97,7 @@ export class Agent {
       },
       interceptors: [this.callInterceptor()],
     });
-    return new Listener(handler);
+    return new Listener(withCors(handler as Handler, new WebOrigins(this.identity.brokerAddress)));
   }
 
   private exitIfOrphaned(): void {
@@ -130,7 +140,8 @@ export class Agent {
       address: this.address,
       grpcServices: this.options.services.map((s) => s.typeName),
       role: this.options.role ?? "",
-      metadata: { runtime: `node ${process.version}`, ...this.options.metadata },
+      // Connect answers on the gRPC port itself: the lab lists it as this instance's HTTP port.
+      metadata: { runtime: `node ${process.version}`, [HTTP_METADATA_KEY]: this.address, ...this.options.metadata },
       pid: process.pid,
       language: this.identity.language,
       health: this.state,
@@ -173,7 +184,7 @@ export class Agent {
     } else {
       this.log.warn("LAB_BROKER_ADDR is not set: serving without registering");
     }
-    process.stdout.write(readyLine(port) + "\n");
+    process.stdout.write(readyLine(port, port) + "\n"); // gRPC and Connect on the same port
     this.health.start();
     this.health.set(HealthState.HEALTHY, "serving");
     this.faults.start();
