@@ -131,6 +131,7 @@ ENV_LOG_RETENTION = "LAB_LOG_RETENTION"
 ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"
 ENV_REQUIRE_POLYGLOT = "LAB_REQUIRE_POLYGLOT"
+ENV_CPROFILE_DIR = "LAB_CPROFILE_DIR"  # benchmarks: every agent writes a cProfile of its loop there
 
 # -- access: the per-lab secret (see "Access" in the module docstring) --
 ENV_TOKEN = "LAB_TOKEN"

@@ -21,7 +21,7 @@ import resource
 from collections.abc import Mapping
 from typing import Any
 
-ENV_CPROFILE_DIR = "LAB_CPROFILE_DIR"
+from runtime.identity import ENV_CPROFILE_DIR
 
 
 def cpu_seconds() -> float:
