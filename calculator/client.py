@@ -118,6 +118,11 @@ class CalculatorClient:
                 )
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # the seed: "clients log timeouts"
+                    log.warning(
+                        "%s timed out after %.2f s (DEADLINE_EXCEEDED): no answer within the deadline",
+                        call_text(operation, a, b), time.monotonic() - started,
+                    )  # fmt: skip
                 raise ClientError(exc.details() or f"{operation} failed", code=code.name) from None  # type: ignore[attr-defined]
             served = response.served_by
             self.last_response = response
