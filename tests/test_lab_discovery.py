@@ -77,7 +77,7 @@ def test_watch_follows_scale_and_kill_resumes_and_refuses_a_lost_revision(lab_fa
 
         victim = lab.kill("calculator", 2)
         removed = live.wait_for(type="REMOVED", instance="calculator-2", pid=victim["pid"])
-        assert "SIGKILL" in removed["reason"], removed
+        assert removed["reason"] in ("killed by SIGKILL", "keepalive stream lost"), removed
 
         # From the mark: exactly what the live watch saw after it, in the same order.
         replay = Seen()
