@@ -25,9 +25,34 @@ messages over 8 KB with RESOURCE_EXHAUSTED, hiding the real INVALID_ARGUMENT).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 QUOTE_LIMIT = 200  # characters of caller input echoed in a message; enough to recognise it
+
+
+# Lab names (services, jobs, instances) become instance ids, environment values, file names and
+# URL parts: keep them plain. lab.yaml, the broker and the health service apply the same rule.
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+NAME_MAX = 63
+NAME_RULE = f"use letters, digits, - and _, starting with a letter, at most {NAME_MAX} characters"
+
+
+def name_problem(what: str, name: str) -> str | None:
+    """Why ``name`` is not a valid lab name (for ``what``, e.g. "instance_id"), or None when it is.
+
+    >>> name_problem("instance_id", "calculator-1")
+    >>> name_problem("instance_id", "../x")
+    "instance_id '../x' is not a valid name; use letters, digits, - and _, starting with a letter, at most 63 characters"
+    """
+    if len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name):
+        return None
+    return f"{what} {quote(name)} is not a valid name; {NAME_RULE}"
+
+
+def length_problem(what: str, text: str, limit: int = QUOTE_LIMIT) -> str | None:
+    """Why ``text`` is too long for ``what`` (more than ``limit`` characters), or None."""
+    return None if len(text) <= limit else f"{what} is {len(text)} characters long; at most {limit} are allowed"
 
 
 def quote(text: object, limit: int = QUOTE_LIMIT) -> str:

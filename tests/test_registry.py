@@ -24,11 +24,13 @@ class FakeClock:
         return self.now
 
 
-def calc(instance_id: str = "calculator-1", *, role: str = "", pid: int = 0) -> broker_pb2.ServiceInstance:
+def calc(
+    instance_id: str = "calculator-1", *, role: str = "", pid: int = 0, address: str = "127.0.0.1:5000"
+) -> broker_pb2.ServiceInstance:
     return broker_pb2.ServiceInstance(
         service_name="calculator",
         instance_id=instance_id,
-        address="127.0.0.1:5000",
+        address=address,
         grpc_services=["calculator.v1.CalculatorService"],
         role=role,
         pid=pid,
@@ -73,6 +75,22 @@ def test_register_rejects_missing_fields(reg: Registry) -> None:
         reg.register(broker_pb2.ServiceInstance(service_name="x", instance_id="x-1"))
     with pytest.raises(ValueError, match="ttl_ms 5 is out of range"):
         reg.register(calc(), ttl_ms=5)
+
+
+def test_register_refuses_names_and_sizes_the_lab_would_not_use(reg: Registry) -> None:
+    # The same name rule as lab.yaml; an address is host:port; nothing echoes 100 KB back.
+    for instance, needle in [
+        (calc("../etc"), "instance.instance_id '../etc' is not a valid name"),
+        (calc("calc 1"), "is not a valid name"),
+        (calc("x" * 100_000), "(100000 characters)"),
+        (calc(address="no-port"), "is not host:port"),
+        (calc(address="127.0.0.1:99999"), "is not host:port"),
+        (calc(role="r" * 100), "instance.role is 100 characters long"),
+    ]:
+        with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")) as err:
+            reg.register(instance)
+        assert len(str(err.value)) < 400
+    assert reg.lookup("calculator") == []
 
 
 def test_lease_expires_unless_kept_alive(reg: Registry, clock: FakeClock) -> None:
@@ -162,7 +180,7 @@ def test_snapshot_and_listeners(reg: Registry) -> None:
     seen: list[broker_pb2.ServiceEvent] = []
     reg.listeners.append(seen.append)
     reg.register(calc())
-    reg.register(broker_pb2.ServiceInstance(service_name="logger", instance_id="logger-1", address="a"))
+    reg.register(broker_pb2.ServiceInstance(service_name="logger", instance_id="logger-1", address="127.0.0.1:1"))
     snap = list(reg.snapshot_events("CalculatorService"))
     assert [(e.type, e.instance.instance_id, e.revision) for e in snap] == [
         (ADDED, "calculator-1", reg.revision)

@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from runtime.client.store_choice import parse_store
-from runtime.errors import ConfigError
+from runtime.errors import NAME_MAX, NAME_PATTERN, NAME_RULE, ConfigError
 from runtime.identity import ENV_STORE
 from runtime.liveness import DEFAULT_FAILURES, DEFAULT_PERIOD_S, DEFAULT_RESTART_AFTER_S, DEFAULT_TIMEOUT_S
 from runtime.supervisor.config_errors import KEY_FIELDS, config_error, problem, quote
@@ -54,10 +54,6 @@ RESTART_CHOICES = ("always", "on-failure", "never")
 DEPEND_CONDITIONS = ("started", "ready", "healthy")
 DEFAULT_LINGER_S = 30.0
 EXAMPLE_SERVICE = "services: {calculator: {command: [python, -m, calculator.server]}}"
-# Names become instance ids, environment values, file names and URL parts: keep them plain.
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-NAME_MAX = 63
-NAME_RULE = f"use letters, digits, - and _, starting with a letter, at most {NAME_MAX} characters"
 
 
 def check_name(name: str, kind: str) -> str:

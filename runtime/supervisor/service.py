@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2 as grpc_health_pb2
 from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from runtime.errors import ServiceNotFound, quote
+from runtime.errors import ServiceNotFound, length_problem, quote
 from runtime.supervisor.jobs import DEFAULT_TIMEOUT_S, JobEnvRefused, JobUnavailable, check_job_env
 from runtime.supervisor.leases import UnknownLease
 from runtime.supervisor.output import DEFAULT_TAIL
@@ -240,6 +240,9 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
     async def AcquireLease(self, request: pb.AcquireLeaseRequest, context: Any) -> pb.AcquireLeaseResponse:
         if request.ttl_ms < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ttl_ms must be >= 0 (0 means 10000)")
+        too_long = length_problem("holder", request.holder)
+        if too_long:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, too_long)
         if self.daemon.shutting_down:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, "the lab is shutting down; wait and start a new one"

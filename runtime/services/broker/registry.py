@@ -17,9 +17,26 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from runtime.errors import NAME_MAX, QUOTE_LIMIT, length_problem, name_problem, quote
 from runtime.v1 import broker_pb2, health_pb2
 
 DEFAULT_TTL_MS = 5000
+ADDRESS_MAX = 100  # "127.0.0.1:PORT", a hostname and port at most
+LIST_MAX = 32  # grpc_services, metadata entries: a registration is a name card, not a store
+
+
+def _address_problem(address: str) -> str | None:
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return f"instance.address {quote(address)} is not host:port; give where it serves, e.g. '127.0.0.1:50051'"
+
+
+def _list_problem(what: str, items: Iterable[str]) -> str | None:
+    values = list(items)
+    if len(values) > LIST_MAX:
+        return f"{what} has {len(values)} entries; at most {LIST_MAX} are allowed"
+    return next((p for p in (length_problem(f"an entry of {what}", v, QUOTE_LIMIT) for v in values) if p), None)
 MIN_TTL_MS = 100
 MAX_TTL_MS = 10 * 60 * 1000
 HISTORY_LIMIT = 1000
@@ -122,6 +139,17 @@ class Registry:
             raise ValueError("instance.instance_id is empty; give a stable id such as 'calculator-1'")
         if not instance.address:
             raise ValueError("instance.address is empty; give where it serves, e.g. '127.0.0.1:50051'")
+        problem = (
+            name_problem("instance.service_name", instance.service_name)
+            or name_problem("instance.instance_id", instance.instance_id)
+            or length_problem("instance.address", instance.address, ADDRESS_MAX)
+            or _address_problem(instance.address)
+            or length_problem("instance.role", instance.role, NAME_MAX)
+            or _list_problem("instance.grpc_services", instance.grpc_services)
+            or _list_problem("instance.metadata", [*instance.metadata.keys(), *instance.metadata.values()])
+        )
+        if problem:
+            raise ValueError(problem)
         ttl_ms = ttl_ms or DEFAULT_TTL_MS
         if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
             raise ValueError(

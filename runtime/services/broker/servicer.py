@@ -27,7 +27,7 @@ import grpc
 from runtime.agent import Agent
 from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.store_choice import store_from_env
-from runtime.errors import quote
+from runtime.errors import length_problem, quote
 from runtime.identity import BROKER_GRPC_SERVICE, Identity
 from runtime.services.broker.backend import RegistryBackend, WatchOverflow, as_backend, make_backend
 from runtime.services.broker.registry import Registry, RegistryFull, RevisionNotKept, UnknownLease
@@ -133,6 +133,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                 "service_name is empty; ask for e.g. 'calculator', 'calculator.v1.CalculatorService' "
                 "or 'CalculatorService'",
             )
+        too_long = length_problem("service_name", request.service_name)
+        if too_long:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, too_long)
         # The seed's log line: "req-123 Lookup CalculatorService" (short name; the full one is metadata).
         log.info("Lookup %s", request.service_name.rsplit(".", 1)[-1], extra={"asked": request.service_name})
         found, revision = await self.registry.lookup(

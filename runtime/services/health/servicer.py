@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.errors import listing, quote
+from runtime.errors import length_problem, listing, quote
 from runtime.identity import HEALTH_GRPC_SERVICE, Identity
 from runtime.services.health.broker_link import BrokerFollower, BrokerHealthPusher
 from runtime.services.health.probe import Prober
@@ -132,6 +132,11 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"service_name is empty: name a service (known services: {known_text})",
             )
+        too_long = length_problem("service_name", request.service_name) or length_problem(
+            "instance_id", request.instance_id
+        )
+        if too_long:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, too_long)
         if request.service_name not in known:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
