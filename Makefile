@@ -9,7 +9,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot web bench clean
+.PHONY: lab test test-fast install gen check-gen lint proto-lint polyglot web bench clean dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ test-fast: install
 ## Start JupyterLab on notebooks/ (prints the URL to open).
 lab: install polyglot web
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT)
+
+DASHBOARD_PORT ?= 8866
+## Serve Mission Control (notebooks/dashboard.ipynb) with Voila for the lab that runs here; it never
+## starts or stops one, and says so when none runs. Open http://127.0.0.1:$(DASHBOARD_PORT)/
+dashboard: install
+	$(VENV)/bin/voila notebooks/dashboard.ipynb --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1
 
 ## Every benchmark, even after one misses a target or fails; the misses and failures at the end.
 bench: install polyglot

@@ -9,7 +9,7 @@ removed while live, which keeps every redraw one small message).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime
 
 import plotly.graph_objects as go
 
@@ -57,24 +57,27 @@ def timeline_segments(
     return out
 
 
+TIMELINE_POINTS = 120  # points across the window per instance: a row of squares reads as a bar
+
+
 def timeline_widget(title: str = "Health per instance (last 2 minutes)") -> go.FigureWidget:
-    """An empty timeline: one thick-line trace per health state."""
+    """An empty timeline: one trace per health state, drawn as a row of squares per instance.
+
+    (Squares sampled along each period rather than bars or gapped lines: both of those failed to
+    draw in the browser's FigureWidget when updated live, squares are plain scatter updates.)
+    """
     traces = [
         go.Scatter(
-            name=state,
-            mode="lines",
-            x=[],
-            y=[],
-            line=dict(color=STATE_COLORS[state], width=14),
-            hoverinfo="name+y",
+            name=state, mode="markers", x=[], y=[], hoverinfo="name+y",
+            marker=dict(color=STATE_COLORS[state], symbol="square", size=11),
         )
         for state in TIMELINE_STATES
-    ]
+    ]  # fmt: skip
     return go.FigureWidget(
         data=traces,
         layout=go.Layout(
             title=title, height=260, margin=dict(t=40, b=30, l=110), xaxis=dict(type="date"),
-            yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.2),
+            yaxis=dict(type="category", autorange="reversed"), legend=dict(orientation="h", y=-0.2),
         ),
     )  # fmt: skip
 
@@ -83,13 +86,15 @@ def paint_timeline(
     fig: go.FigureWidget, segments: dict[str, list[tuple[str, float, float]]], now: float, window_s: float
 ) -> None:
     """Set the timeline's traces from ``timeline_segments`` and slide its x range to ``now``."""
+    step = window_s / TIMELINE_POINTS
     with fig.batch_update():
         for trace in fig.data:
-            xs: list[Any] = []
-            ys: list[Any] = []
+            xs: list[str] = []
+            ys: list[str] = []
             for instance, lo, hi in segments.get(trace.name, []):
-                xs += [_ms(lo), _ms(hi), None]
-                ys += [instance, instance, None]
+                n = max(1, int((hi - lo) / step))
+                xs += [_ms(lo + k * (hi - lo) / n) for k in range(n)]
+                ys += [instance] * n
             trace.x, trace.y = xs, ys
         fig.layout.xaxis.range = [_ms(now - window_s), _ms(now)]
         instances = {i for segs in segments.values() for i, _, _ in segs}
@@ -159,6 +164,7 @@ def paint_latency(
         fig.layout.xaxis.range = [_ms(start), _ms(now)]
 
 
-def _ms(t: float) -> float:
-    # plotly reads numbers on a date axis as epoch milliseconds (and then shows local-free UTC).
-    return t * 1000.0
+def _ms(t: float) -> str:
+    # Local wall-clock time as ISO text: plotly.js reads it as a date (raw epoch numbers make
+    # unreadable tick labels) and the learner sees the same times as in the log tail.
+    return datetime.fromtimestamp(t).isoformat(timespec="milliseconds")
