@@ -62,7 +62,12 @@ def test_delete_a_key_a_namespace_and_everything(stub):
     assert stub.DeleteConfig(config_pb2.ConfigKey(namespace="calculator"), timeout=RPC_S).deleted == 1
     assert keys(stub) == ["other/k"]
     put(stub, "calculator", "max_connections", "2")
-    assert stub.DeleteConfig(config_pb2.ConfigKey(), timeout=RPC_S).deleted == 2
+    # Everything only when asked for explicitly: an empty namespace deletes nothing.
+    with pytest.raises(grpc.RpcError) as info:
+        stub.DeleteConfig(config_pb2.ConfigKey(), timeout=RPC_S)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'*'" in info.value.details()
+    assert len(keys(stub)) == 2
+    assert stub.DeleteConfig(config_pb2.ConfigKey(namespace="*"), timeout=RPC_S).deleted == 2
     assert keys(stub) == []
     # A key set again after a delete starts over at version 1.
     put(stub, "calculator", "max_connections", "3")

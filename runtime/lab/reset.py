@@ -130,5 +130,6 @@ def _stop_load_tests(lab: Lab) -> int:
 
 def _delete_config(lab: Lab) -> int:
     stub = config_pb2_grpc.ConfigServiceStub(lab._channel(CONFIG_GRPC_SERVICE))
-    ack: Any = call(stub.DeleteConfig, config_pb2.ConfigKey(), "config service", "deleting config")
+    every = config_pb2.ConfigKey(namespace="*")  # DeleteConfig's explicit "every namespace"
+    ack: Any = call(stub.DeleteConfig, every, "config service", "deleting config")
     return int(ack.deleted)

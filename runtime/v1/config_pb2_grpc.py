@@ -118,7 +118,7 @@ class ConfigServiceServicer:
 
     def DeleteConfig(self, request, context):
         """Added to the seed (lab.reset()): remove one key, a whole namespace (key empty) or every value
-        (namespace and key empty), so consumers fall back to their defaults. Watchers see each removed
+        (namespace "*"; an empty namespace is INVALID_ARGUMENT), so consumers fall back to their defaults. Watchers see each removed
         key once more with deleted = true and value = its schema's default_value ("" without one).
         Schemas stay. Removing nothing is no error (deleted = 0).
         """

@@ -50,6 +50,9 @@ log = logging.getLogger("runtime.services.config")
 SERVICE_NAME = "config"
 
 
+EVERY_NAMESPACE = "*"  # DeleteConfig's explicit "all of it"
+
+
 class ConfigService(config_pb2_grpc.ConfigServiceServicer):
     """GetConfig / SetConfig / WatchConfig / ListConfigs over one ConfigBackend.
 
@@ -158,8 +161,20 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
     async def DeleteConfig(  # noqa: N802
         self, request: config_pb2.ConfigKey, context: grpc.aio.ServicerContext
     ) -> config_pb2.ConfigDeleteAck:
-        """Remove a key, a namespace (key empty) or every value (both empty); consumers fall back."""
+        """Remove a key, a namespace (key empty) or every value (namespace ``*``); consumers fall back."""
         ns, key = request.namespace, request.key
+        if not ns and not key:
+            # An unset field must not mean "everything" (like an unset signal must not mean SIGTERM).
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"namespace is empty; name one (e.g. 'calculator') or send {EVERY_NAMESPACE!r} for every namespace",
+            )
+        if ns == EVERY_NAMESPACE:
+            if key:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"a key needs a namespace; {EVERY_NAMESPACE!r} takes no key"
+                )
+            ns = ""
         try:
             if ns:
                 check_name("namespace", ns)
