@@ -31,6 +31,9 @@ HEALTH_RPC_TIMEOUT_S = 0.5
 HEALTH_RETRY_S = 0.05
 # After the child exits, how long to wait for its pipes to drain (a grandchild may hold them).
 DRAIN_S = 0.2
+# After the exit (seen on a pidfd), how long to wait for asyncio's child watcher to reap it.
+REAP_WAIT_S = 2.0
+REAP_POLL_S = 0.01
 
 # Instance and Desired moved to runtime.supervisor.instance; kept importable from here.
 __all__ = [
@@ -116,13 +119,57 @@ class ChildWatch:
         ]
         ready = asyncio.create_task(self._become_ready())
         try:
-            returncode = await self.proc.wait()
+            returncode = await self._exit_status()
         finally:
             ready.cancel()
         _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
         for task in pending:
             task.cancel()
         self.report.exited(returncode)
+
+    async def _exit_status(self) -> int:
+        """The child's exit status as soon as the kernel reports the exit.
+
+        ``Process.wait()`` (Python 3.11) also waits until every pipe to the child is closed, and a
+        process the child started without redirecting its output holds them: the exit would go
+        unseen (no event, no restart) for as long as that helper lives. So the exit is learnt from
+        a pidfd; then the child's group is killed, as ``Lifecycle._on_exit`` does anyway (the
+        helpers go with the service and the pipes close), and the status is the one asyncio's
+        child watcher reaped.
+        """
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except OSError:  # already reaped, or a kernel without pidfds: the plain wait
+            return await self.proc.wait()
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[int] = loop.create_future()  # the value is unused: readable = exited
+
+        def on_readable() -> None:
+            if not exited.done():
+                exited.set_result(0)
+
+        loop.add_reader(pidfd, on_readable)
+        waiter = asyncio.ensure_future(self.proc.wait())
+        try:
+            await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiter.cancel()
+            raise
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        if not waiter.done():
+            signal_group(self.pid, signal.SIGKILL)
+            # A helper that left the group (its own session) may hold the pipes for good: then
+            # take the status the child watcher recorded when it reaped the child (a bounded poll:
+            # asyncio offers no event for "reaped" apart from the wait that the pipes block).
+            deadline = time.monotonic() + REAP_WAIT_S
+            while not waiter.done() and self.proc.returncode is None and time.monotonic() < deadline:
+                await asyncio.wait({waiter}, timeout=REAP_POLL_S)
+        if waiter.done():
+            return waiter.result()
+        waiter.cancel()
+        return self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL
 
     def _line(self, stream: str, ts_ms: int, text: str) -> None:
         if stream == "stdout" and not self._ready_port.done():
