@@ -128,8 +128,9 @@ class Tile:
         if self.text.value != text:
             self.text.value = text
         fatal = str(row.state) == "FATAL"
-        self.start_again.layout.display = "" if fatal else "none"
-        self.buttons.layout.display = "none" if fatal else ""
+        # None removes the style (the widget's own display applies); "" would hide it in a browser.
+        self.start_again.layout.display = None if fatal else "none"
+        self.buttons.layout.display = "none" if fatal else None
         label = "thaw" if frozen else "freeze"
         if self.freeze.description != label:
             self.freeze.description = label
