@@ -96,11 +96,14 @@ class Tile:
     def __init__(self, service: str, instance: str, act: Act, actions: Any) -> None:
         self.service, self.instance = service, instance
         self.text = widgets.HTML()
-        small = widgets.Layout(width="auto", padding="0 6px")
-        self.kill = widgets.Button(description="kill", button_style="danger", layout=small)
-        self.restart = widgets.Button(description="restart", layout=small)
-        self.freeze = widgets.Button(description="freeze", layout=small)
-        self.start_again = widgets.Button(description="start again", button_style="success", layout=small)
+
+        def small() -> widgets.Layout:  # one Layout each: hiding "start again" must not hide the others
+            return widgets.Layout(width="auto", padding="0 6px")
+
+        self.kill = widgets.Button(description="kill", button_style="danger", layout=small())
+        self.restart = widgets.Button(description="restart", layout=small())
+        self.freeze = widgets.Button(description="freeze", layout=small())
+        self.start_again = widgets.Button(description="start again", button_style="success", layout=small())
         for name in ("kill", "restart", "freeze", "start_again"):
             getattr(self, name).add_class(f"mc-{name.replace('_', '-')}-{instance}")
         self.kill.on_click(lambda _b: act(f"kill {instance}", lambda: actions.kill(instance)))
@@ -120,6 +123,7 @@ class Tile:
     def close(self) -> None:
         """Free the tile's widgets (the instance was scaled away)."""
         for w in (self.text, self.kill, self.restart, self.freeze, self.start_again, self.buttons, self.box):
+            w.layout.close()
             w.close()
 
     def update(self, row: Any, health: str | None, reason: str, frozen: bool) -> None:
