@@ -155,13 +155,11 @@ class LogShipper:
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything emitted so far was acknowledged; False on timeout.
 
-        While the logger is unreachable, waits at most UNREACHABLE_FLUSH_S: a stopping process
-        must not hang on a logger that is gone (its lines are counted as dropped instead).
+        The whole ``timeout_s`` even while the logger is unreachable: a logger that restarts comes
+        back within it (``close`` is the one that gives up early on a logger that is gone).
         """
         if not self._thread.is_alive():
             return not self._buf
-        if not self.reachable:
-            timeout_s = min(timeout_s, UNREACHABLE_FLUSH_S)
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self._buf or self._in_flight:
@@ -179,7 +177,9 @@ class LogShipper:
         """
         if self._closing.is_set():
             return not self._buf
-        flushed = self.flush(timeout_s)
+        # A stopping process must not hang on a logger that is gone: while it is unreachable,
+        # wait at most UNREACHABLE_FLUSH_S (what is left is counted as dropped).
+        flushed = self.flush(timeout_s if self.reachable else min(timeout_s, UNREACHABLE_FLUSH_S))
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout=JOIN_S)
