@@ -3,6 +3,7 @@ service and a FATAL instance back to its lab file's state; lab.restart() brings 
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from waiting import wait_until
 
@@ -22,11 +23,12 @@ def crash_until_fatal(lab: Lab, instance: str) -> None:
         if row().state == "FATAL":
             return
         old = lab.kill("calculator", instance)["pid"]
-        wait_until(
-            lambda: row().state == "FATAL" or (row().state == "RUNNING" and row().pid != old),
-            WAIT_S,
-            f"{instance} running again or FATAL",
-        )
+
+        def back_or_fatal(old: int = old) -> bool:
+            r = row()  # one read: state and pid of the same moment (pid is NA between processes)
+            return r.state == "FATAL" or (r.state == "RUNNING" and not pd.isna(r.pid) and int(r.pid) != old)
+
+        wait_until(back_or_fatal, WAIT_S, f"{instance} running again or FATAL")
     raise AssertionError(f"{instance} never went FATAL")
 
 
