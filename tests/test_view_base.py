@@ -56,3 +56,41 @@ def test_errors_show_in_the_widget_bounded_and_the_view_goes_on() -> None:
     button = view.guarded(lambda: 1 / 0, "button")
     assert button() is None
     assert "ZeroDivisionError" in view.errors.value and "button" in view.error_lines[-1]
+
+
+def test_the_ported_views_draw_a_real_lab_and_close(lab_factory) -> None:
+    """HealthBoard, LogTail, LoadView and ConfigEditor on the view base, against a real lab."""
+    from waiting import wait_until
+
+    from widgets.config_view import ConfigEditor
+    from widgets.health_view import HealthBoard
+    from widgets.load_view import LoadView
+    from widgets.log_view import LogTail
+
+    lab = lab_factory("mission-control")
+    health, tail, load = (
+        HealthBoard(lab),
+        LogTail(lab, service="calculator"),
+        LoadView(lab, target="calculator"),
+    )
+    editor = ConfigEditor(lab, "calculator")
+    views = (health, tail, load, editor)
+    for view in views:
+        view.show()
+    try:
+        wait_until(lambda: "calculator-1" in health.table.value and health.redraws > 0, 20, "health drawn")
+        lab.kill("calculator", "calculator-2")
+        wait_until(lambda: any("calculator-2" in line for line in health.lines), 20, "a transition logged")
+        test = load.start()
+        assert test is not None
+        wait_until(lambda: test.done and "sent" in load.status.value, 30, "the load summary")
+        assert len(load.figure.data[0].x) > 0
+        wait_until(lambda: tail.lines, 20, "calculator log lines")
+        editor.key.value, editor.value.value = "max_connections", "3"
+        assert editor.set() is not None
+        wait_until(lambda: "max_connections = 3" in str(editor.out.outputs), 20, "the live list")
+        assert not any(v.error_lines for v in views), [list(v.error_lines) for v in views]
+    finally:
+        for view in views:
+            view.close()
+    assert not any(v.running for v in views)
