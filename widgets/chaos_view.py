@@ -38,7 +38,7 @@ PROBE_TIMEOUT_S = 2.0
 PROBE_SAMPLES = 600  # ~60 s at the default interval
 ACTIONS_KEPT = 100  # button results remembered (newest last)
 DEFAULT_DELAY_MS = 500
-DEFAULT_FAULT_S = 60
+DEFAULT_FAULT_S = 10  # short: a forgotten button press must not slow the next cells for a minute
 PROBE_COLUMNS = ["time", "latency_ms", "status", "served_by"]
 
 
