@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 import psutil
 from waiting import wait_until
 
@@ -100,3 +103,38 @@ def test_tiles_buttons_chaos_logs_and_reset_act_on_the_lab(lab_factory) -> None:
     finally:
         mc.close()
     assert not mc.running and not mc.probe.running
+
+
+def back_or_fatal(lab, old: int) -> bool:
+    r = lab.status().set_index("instance").loc["calculator-2"]  # one read: pid is NA between processes
+    return r.state == "FATAL" or (r.state == "RUNNING" and not pd.isna(r.pid) and int(r.pid) != old)
+
+
+def test_a_fatal_tile_offers_start_again_and_it_brings_the_instance_back(lab_factory) -> None:
+    lab = lab_factory("mission-control")
+    mc = MissionControl(lab)  # no probe: the chart shows load and markers only
+    mc.follow()
+    try:
+        for _ in range(10):  # crash calculator-2 past its start limit (3 starts in 60 s)
+            row = lab.status().set_index("instance").loc["calculator-2"]
+            if row.state == "FATAL":
+                break
+            if row.state == "RUNNING":
+                old = int(row.pid)
+                lab.kill("calculator", "calculator-2")
+                wait_until(lambda old=old: back_or_fatal(lab, old), WAIT_S, "calculator-2 back or FATAL")
+            else:
+                time.sleep(0.2)
+        wait_until(lambda: mc.tiles.colors().get("calculator-2") == "fatal", WAIT_S, "a FATAL tile")
+        tile = mc.tiles.tiles["calculator-2"]
+        assert tile.start_again.layout.display is None and tile.buttons.layout.display == "none"
+        tile.start_again.click()
+        lab.wait_for(
+            lambda: lab.status().set_index("instance").loc["calculator-2"].state == "RUNNING",
+            WAIT_S,
+            "running",
+        )
+        wait_until(lambda: mc.tiles.colors().get("calculator-2") == "green", WAIT_S, "a green tile again")
+        assert tile.start_again.layout.display == "none"
+    finally:
+        mc.close()
