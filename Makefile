@@ -41,8 +41,11 @@ WEB := runtime/services/web/page
 ## The lab's web page (TypeScript, Connect-Web): bundled into $(WEB)/dist, which the `web` service serves.
 web: $(WEB)/dist/index.html
 
+# Without Node.js the page is skipped, like a missing polyglot toolchain (lab.yaml then skips `web`).
 $(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.html $(WEB)/src/*.css $(WEB)/src/gen/runtime/v1/*.ts)
-	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build; \
+	else echo "web page skipped: install Node.js 20 with npm to build it (make web)"; fi
 
 ## Build every calculator client/server whose toolchain is here (says what to install otherwise).
 polyglot: $(STAMP)
