@@ -125,7 +125,10 @@ class Lab:
         paths = resolve(lab_dir, config)
         existing = startup.live_handle(paths.lab_dir)
         if existing is not None:
-            existing.wait_ready(timeout_s)
+            try:
+                existing.wait_ready(timeout_s)
+            except StartupError as err:
+                raise startup.failed_again(err) from None
             return existing
         info, started = launcher.find_or_spawn(paths.lab_dir, paths.config, linger_s)
         lab = startup.register(cls(paths, info, persistent=persistent))

@@ -113,7 +113,8 @@ def failed_up(lab: Lab, err: StartupError, started: bool) -> StartupError:
     ``runtime-lab up``) a persistent lease keeping that half running unseen. The error keeps
     the failing service's last lines; its full output stays in the lab dir's logs. A lab that
     was running before this call belongs to whoever started it: it keeps running, this handle
-    only gives back its own lease, and the error says how to stop the lab.
+    only gives back its own lease, and the error says how to bring a FATAL or EXITED instance
+    back (``recovery_hint``) or stop the lab.
     """
     if started:
         try:
@@ -123,8 +124,39 @@ def failed_up(lab: Lab, err: StartupError, started: bool) -> StartupError:
             outcome = f"stopping the lab it started failed ({exc}); stop it with `runtime-lab down`"
     else:
         lab.close()
+        hint = recovery_hint(err)
         outcome = (
             f"the lab in {lab.lab_dir} was running before and keeps running; "
-            "stop it with `runtime-lab down` or Lab.down()"
+            + (f"{hint}; or " if hint else "")
+            + "stop it with `runtime-lab down` or Lab.down()"
         )
     return StartupError(err.service, f"{err.reason}; {outcome}", err.last_lines)
+
+
+def recovery_hint(err: StartupError) -> str:
+    """How to bring a running lab back when ``err`` says an instance is down for good, else "".
+
+    After five quick kills an instance is FATAL (its start limit) and every later ``Lab.up()``
+    on that lab fails; the learner must read the way back in the error, not delete files.
+
+    >>> recovery_hint(StartupError("calculator-1", "is FATAL: killed by SIGKILL"))
+    "bring it back with `Lab.attach().reset()` (the whole lab back to its lab file) or \
+`Lab.attach().restart('calculator', 'calculator-1')` (that instance only), then run Lab.up() again"
+    >>> recovery_hint(StartupError("calculator-1", "not ready within 30 s (state STARTING; no exit yet)"))
+    ''
+    """
+    if not any(err.reason.startswith(f"is {state}") for state in ("FATAL", "EXITED")):
+        return ""
+    service = err.service.rsplit("-", 1)[0]  # instance ids are <service>-<n>
+    return (
+        "bring it back with `Lab.attach().reset()` (the whole lab back to its lab file) or "
+        f"`Lab.attach().restart({service!r}, {err.service!r})` (that instance only), then run Lab.up() again"
+    )
+
+
+def failed_again(err: StartupError) -> StartupError:
+    """``err`` from this process's live handle (``Lab.up()`` run again), with the way back added."""
+    hint = recovery_hint(err)
+    if not hint:
+        return err
+    return StartupError(err.service, f"{err.reason}; the lab keeps running; {hint}", err.last_lines)
