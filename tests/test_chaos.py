@@ -280,6 +280,7 @@ def test_chaos_panel_buttons_and_live_chart(lab: Lab) -> None:
         )
         assert "cleared" in panel.clear_all()
         old = int(lab.status("calculator").set_index("instance").pid["calculator-1"])
+        panel.instance.value = "calculator-1"  # the picker: "(all)" would crash every instance
         assert "calculator-1 crashed" in panel.crash()
         lab.wait_restarted("calculator-1", old)
         assert len(panel.figure.data[0].x) > 0

@@ -1,4 +1,4 @@
-"""Chaos panel: three buttons and a live latency chart (presentation only).
+"""Chaos panel: an instance picker, three buttons and a live latency chart (presentation only).
 
 The buttons call the Lab's public chaos part (``lab.chaos.inject``, ``lab.chaos.clear``); the
 chart is fed by a ``LatencyProbe``, a named background thread that makes a probe call a few times
@@ -12,6 +12,7 @@ application. For the calculator, the notebook passes ``CalculatorLab(lab).latenc
     from widgets.chaos_view import ChaosPanel
     panel = ChaosPanel(lab, probe=CalculatorLab(lab).latency_probe())
     panel.show()                            # "Inject 500 ms latency", "Crash", "Clear all"
+    panel.instance.value = "calculator-2"   # the buttons aim at one instance ("(all)": every one)
     panel.probe.frame()                     # time, latency_ms, status, served_by
     panel.stop()
 """
@@ -30,6 +31,7 @@ import plotly.graph_objects as go
 from IPython.display import display
 
 from runtime.errors import LabError
+from widgets.mission_panels import InstancePicker
 from widgets.sources import ChaosSource, ProbeCall
 from widgets.view_base import MIN_REDRAW_S, ViewBase, bounded
 
@@ -40,6 +42,7 @@ ACTIONS_KEPT = 100  # button results remembered (newest last)
 DEFAULT_DELAY_MS = 500
 DEFAULT_FAULT_S = 10  # short: a forgotten button press must not slow the next cells for a minute
 PROBE_COLUMNS = ["time", "latency_ms", "status", "served_by"]
+INSTANCES_EVERY_S = 1.0  # the picker re-reads lab.status() at most this often (on a redraw)
 
 
 class LatencyProbe:
@@ -105,10 +108,13 @@ class LatencyProbe:
 
 
 class ChaosPanel(ViewBase):
-    """Buttons "Inject 500 ms latency", "Crash", "Clear all" over a live latency chart.
+    """An instance picker, buttons "Inject 500 ms latency", "Crash", "Clear all", a live latency chart.
+
+    The picker lists the service's current instances (refreshed from ``lab.status()`` while the
+    panel runs) and ``(all)``: latency and crash hit the chosen instance, or every instance.
 
     Args:
-        lab: anything with a chaos part (``ChaosSource``), e.g. the running Lab.
+        lab: the instances and a chaos part (``ChaosSource``), e.g. the running Lab.
         service: the lab service the buttons act on.
         probe: the call the chart times (``ProbeCall``); ``show()`` starts probing with it and
             ``stop()`` closes it.
@@ -139,6 +145,9 @@ class ChaosPanel(ViewBase):
         self.buttons["delay"].on_click(self.guarded(lambda _: self.inject_latency(), "latency"))
         self.buttons["crash"].on_click(self.guarded(lambda _: self.crash(), "crash"))
         self.buttons["clear"].on_click(self.guarded(lambda _: self.clear_all(), "clear"))
+        self.picker = InstancePicker("target")
+        self.instance = self.picker.dropdown  # "(all)" or one instance of the service
+        self._instances_read = 0.0
         self.status = widgets.HTML("<i>ready</i>")
         self.figure = go.FigureWidget(
             data=[
@@ -153,28 +162,43 @@ class ChaosPanel(ViewBase):
             ),
         )
         self.widget = widgets.VBox(
-            [widgets.HBox(list(self.buttons.values())), self.status, self.errors, self.figure]
+            [
+                widgets.HBox([self.instance, *self.buttons.values()]),
+                self.status,
+                self.errors,
+                self.figure,
+            ]
         )
         self.probe: LatencyProbe | None = None
         self.actions: collections.deque[str] = bounded(ACTIONS_KEPT)
 
     # -- the buttons (also callable from code) ---------------------------------------------
 
+    def refresh_instances(self) -> None:
+        """Re-read the service's instances into the picker (a scale or a reset changes them)."""
+        self._instances_read = time.monotonic()
+        self.picker.update(self.lab.status(), self.service)
+
+    def _target_text(self) -> str:
+        target = self.picker.target
+        return target if target is not None else f"every {self.service} instance"
+
     def inject_latency(self) -> str:
-        """Inject ``delay_ms`` into every instance of the service for ``fault_s`` seconds."""
+        """Inject ``delay_ms`` into the picked instance (or every one) for ``fault_s`` seconds."""
+        target = self.picker.target
         return self._act(
             lambda: self.lab.chaos.inject(
-                self.service, "delay", duration_s=self.fault_s, delay_ms=self.delay_ms
+                self.service, "delay", duration_s=self.fault_s, instance=target, delay_ms=self.delay_ms
             ),
-            f"+{self.delay_ms} ms on every {self.service} instance for {self.fault_s} s",
+            f"+{self.delay_ms} ms on {self._target_text()} for {self.fault_s} s",
         )
 
     def crash(self) -> str:
-        """SIGKILL one instance through the supervisor (which restarts it)."""
-        first = f"{self.service}-1"
+        """SIGKILL the picked instance (or every one) through the supervisor, which restarts it."""
+        target = self.picker.target
         return self._act(
-            lambda: self.lab.chaos.inject(self.service, "crash", instance=first),
-            f"{first} crashed (SIGKILL by the supervisor); watch it come back",
+            lambda: self.lab.chaos.inject(self.service, "crash", instance=target),
+            f"{self._target_text()} crashed (SIGKILL by the supervisor); watch it come back",
         )
 
     def clear_all(self) -> str:
@@ -196,6 +220,7 @@ class ChaosPanel(ViewBase):
 
     def show(self) -> None:
         """Display the panel (from the notebook's main thread) and start the probe and redraws."""
+        self.guarded(self.refresh_instances, "instances")()
         display(self.widget)
         self.probe = LatencyProbe(self.probe_call, on_sample=self.mark_dirty)
         self.start_redraws()
@@ -211,7 +236,9 @@ class ChaosPanel(ViewBase):
         super().close()
 
     def redraw(self) -> None:
-        """Repaint the chart from the probe's samples (one batched update)."""
+        """Repaint the chart from the probe's samples (one batched update); refresh the picker."""
+        if time.monotonic() - self._instances_read >= INSTANCES_EVERY_S:
+            self.refresh_instances()
         if self.probe is None:
             return
         df = self.probe.frame()

@@ -1,7 +1,8 @@
 """MissionControl's chaos panel and log tail (parts drawn by MissionControl's one redraw thread).
 
-ChaosControls: a button per fault kind with its parameter, a target service and instance, a
-duration; the active faults with a countdown and a clear button each; clear-all.
+ChaosControls: a button per fault kind with its parameter, a target service and instance (an
+``InstancePicker``, which ChaosPanel uses too), a duration; the active faults with a countdown
+and a clear button each; clear-all.
 
 LogFollow: a live ``lab.logs.tail`` with service, level, text and correlation-id filters; the
 correlation ids seen lately are listed, and clicking one follows that request.
@@ -38,13 +39,38 @@ LOG_SHOWN = 40
 IDS_KEPT = 12
 
 
+class InstancePicker:
+    """A dropdown of one service's current instances and ``(all)``, refreshed from ``lab.status()``.
+
+    MissionControl's chaos panel and ChaosPanel both aim faults and crashes with it.
+    """
+
+    def __init__(self, description: str = "instance") -> None:
+        self.dropdown = widgets.Dropdown(description=description, options=[ALL], value=ALL)
+
+    def update(self, status: pd.DataFrame, service: str) -> None:
+        """The instances ``status`` lists for ``service``; the choice stays while it still exists."""
+        instances = [ALL, *sorted(status[status.service == service].instance)]
+        if list(self.dropdown.options) != instances:
+            current = self.dropdown.value
+            self.dropdown.options = instances
+            self.dropdown.value = current if current in instances else ALL
+
+    @property
+    def target(self) -> str | None:
+        """The chosen instance, or None for every instance of the service."""
+        value = self.dropdown.value
+        return None if value in (ALL, None) else str(value)
+
+
 class ChaosControls:
     """Fault buttons with parameters, the active faults with countdowns, clear one, clear all."""
 
     def __init__(self, act: Act, actions: Any) -> None:
         self._act, self._actions = act, actions
         self.service = widgets.Dropdown(description="target", options=["calculator"], value="calculator")
-        self.instance = widgets.Dropdown(description="instance", options=[ALL], value=ALL)
+        self.picker = InstancePicker()
+        self.instance = self.picker.dropdown
         self.duration = widgets.BoundedIntText(value=DEFAULT_FAULT_S, min=0, max=600, description="seconds")
         self.params: dict[str, widgets.Widget] = {}
         self.buttons: dict[str, widgets.Button] = {}
@@ -80,8 +106,8 @@ class ChaosControls:
     def fault_args(self, kind: str) -> dict[str, Any]:
         """``lab.chaos.inject`` keywords for ``kind`` from the form."""
         args: dict[str, Any] = {"duration_s": int(self.duration.value)}
-        if self.instance.value != ALL:
-            args["instance"] = self.instance.value
+        if self.picker.target is not None:
+            args["instance"] = self.picker.target
         spec = FAULT_KINDS[kind]
         if spec is not None:
             args[spec[0]] = self.params[kind].value
@@ -94,11 +120,7 @@ class ChaosControls:
             current = self.service.value
             self.service.options = services
             self.service.value = current if current in services else services[0]
-        instances = [ALL, *sorted(status[status.service == self.service.value].instance)]
-        if list(self.instance.options) != instances:
-            current = self.instance.value
-            self.instance.options = instances
-            self.instance.value = current if current in instances else ALL
+        self.picker.update(status, self.service.value)
         if faults is None:
             return
         records: list[dict[Any, Any]] = faults.to_dict("records")

@@ -10,7 +10,7 @@ LabBoard           ``ProcessSource``            status(), kill(), restart()
 HealthBoard        ``HealthSource``             lab.health(), .history(), .watch()
 LogTail            ``LogSource``                status() (for the service list), logs.tail()
 LoadView           ``LoadSource``               load.start() and the LoadTest it returns
-ChaosPanel         ``ChaosSource`` + ProbeCall  chaos.inject(), chaos.clear(); the probe calls
+ChaosPanel         ``ChaosSource`` + ProbeCall  status(), chaos.inject(), chaos.clear(); the probe calls
 ConfigEditor       ``ConfigSource``             config.set(), config.watch()
 MissionControl     ``MissionSource`` + probe    all of the above, watch_events(), reset()
 =================  ===========================  =============================================
@@ -103,8 +103,9 @@ class ChaosPart(Protocol):
 
 
 class ChaosSource(Protocol):
-    """What ChaosPanel's buttons use: a lab with a chaos part."""
+    """What ChaosPanel uses: the instances (for its picker) and the chaos part."""
 
+    def status(self, service: str | None = None) -> pd.DataFrame: ...
     @property
     def chaos(self) -> ChaosPart: ...
 
