@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any
 
 import grpc
 
+from runtime.client.call_metadata import SyncMetadata, aio_metadata_interceptors
 from runtime.identity import AUTH_HEADER, AUTH_SCHEME, ENV_LAB_DIR, ENV_TOKEN, TOKEN_FILE, token_refusal
 
 # A token is secrets.token_urlsafe(32): 43 characters. Anything far longer is not a token.
@@ -97,63 +99,13 @@ def _with_token(pairs: Any, header: tuple[tuple[str, str], ...]) -> list[tuple[s
 # -- sync channels -------------------------------------------------------------------------
 
 
-class _Details(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: Any
-    wait_for_ready: bool | None
-    compression: Any
-
-
-class _CallDetails(_Details, grpc.ClientCallDetails):
-    pass
-
-
-class _SyncAuth(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call of a sync channel."""
-
-    def __init__(self, token: str) -> None:
-        self._header = metadata(token)
-
-    def _details(self, d: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        md = _with_token(d.metadata, self._header)
-        if md is None:
-            return d
-        return _CallDetails(
-            d.method, d.timeout, md, d.credentials,
-            getattr(d, "wait_for_ready", None), getattr(d, "compression", None),
-        )  # fmt: skip
-
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
-
-
 def client_interceptors(token: str | None = None) -> list[Any]:
     """Sync-channel interceptors sending the token: ``grpc.intercept_channel(ch, *these)``.
 
     ``token`` None means :func:`resolve_token` (environment, then ``$LAB_DIR/token``).
     """
-    resolved = resolve_token(token)
-    return [_SyncAuth(resolved)] if resolved else []
+    header = metadata(resolve_token(token))
+    return [SyncMetadata(partial(_with_token, header=header))] if header else []
 
 
 def intercept(channel: grpc.Channel, token: str | None = None) -> grpc.Channel:
@@ -216,49 +168,6 @@ def insecure_channel(
 # -- grpc.aio channels ---------------------------------------------------------------------
 
 
-def _aio_details(d: Any, header: tuple[tuple[str, str], ...]) -> Any:
-    md = _with_token(d.metadata, header)
-    if md is None:
-        return d
-    return d._replace(metadata=grpc.aio.Metadata(*md))
-
-
-class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, header: tuple[tuple[str, str], ...]) -> None:
-        self._header = header
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(client_call_details, self._header), request)
-
-
-class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, header: tuple[tuple[str, str], ...]) -> None:
-        self._header = header
-
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(client_call_details, self._header), request)
-
-
-class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, header: tuple[tuple[str, str], ...]) -> None:
-        self._header = header
-
-    async def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_aio_details(client_call_details, self._header), request_iterator)
-
-
-class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, header: tuple[tuple[str, str], ...]) -> None:
-        self._header = header
-
-    async def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_aio_details(client_call_details, self._header), request_iterator)
-
-
 def aio_client_interceptors(token: str | None = None) -> list[grpc.aio.ClientInterceptor]:
     """grpc.aio interceptors sending the token: ``grpc.aio.insecure_channel(a, interceptors=...)``.
 
@@ -267,12 +176,7 @@ def aio_client_interceptors(token: str | None = None) -> list[grpc.aio.ClientInt
     header = metadata(resolve_token(token))
     if not header:
         return []
-    return [
-        _AioUnaryUnary(header),
-        _AioUnaryStream(header),
-        _AioStreamUnary(header),
-        _AioStreamStream(header),
-    ]
+    return aio_metadata_interceptors(partial(_with_token, header=header))
 
 
 def aio_insecure_channel(

@@ -20,9 +20,11 @@ import inspect
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
+
+from runtime.client.call_metadata import SyncMetadata, aio_metadata_interceptors
 
 CORRELATION_HEADER = "x-correlation-id"
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
@@ -115,19 +117,6 @@ def server_interceptor() -> grpc.aio.ServerInterceptor:
 # -- client side ---------------------------------------------------------------------------
 
 
-class _Details(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: Any
-    wait_for_ready: bool | None
-    compression: Any
-
-
-class _CallDetails(_Details, grpc.ClientCallDetails):
-    pass
-
-
 def _outgoing(metadata: Any) -> list[tuple[str, str]] | None:
     """Metadata with the id added, or None when the caller already set one."""
     pairs = list(metadata or ())
@@ -136,76 +125,11 @@ def _outgoing(metadata: Any) -> list[tuple[str, str]] | None:
     return [*pairs, (CORRELATION_HEADER, current() or new_id())]
 
 
-class _SyncClientInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds ``x-correlation-id`` to every call of a sync channel."""
-
-    def _details(self, d: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        md = _outgoing(d.metadata)
-        if md is None:
-            return d
-        return _CallDetails(
-            d.method, d.timeout, md, d.credentials,
-            getattr(d, "wait_for_ready", None), getattr(d, "compression", None),
-        )  # fmt: skip
-
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
-
-
 def client_interceptors() -> list[Any]:
     """Interceptors for sync channels: ``grpc.intercept_channel(ch, *client_interceptors())``."""
-    return [_SyncClientInterceptor()]
-
-
-def _aio_details(d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    md = _outgoing(d.metadata)
-    if md is None:
-        return d
-    return d._replace(metadata=grpc.aio.Metadata(*md))  # type: ignore[attr-defined]
-
-
-class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(client_call_details), request)
-
-
-class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(client_call_details), request)
-
-
-class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_aio_details(client_call_details), request_iterator)
-
-
-class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_aio_details(client_call_details), request_iterator)
+    return [SyncMetadata(_outgoing)]
 
 
 def aio_client_interceptors() -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for grpc.aio channels: ``grpc.aio.insecure_channel(a, interceptors=...)``."""
-    return [_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary(), _AioStreamStream()]
+    return aio_metadata_interceptors(_outgoing)
