@@ -8,6 +8,7 @@ handle), typed as ``widgets.sources.LoadSource``; nothing touches processes.
     view.follow(lab.load.start("calculator", rps=500, duration_s=10))   # or chart a test started in code
     view.stop()                                  # stop following (and the test, if it runs)
     load_figure(test.frame).show()               # a static chart of a finished test
+    compare_figure({"open loop": open_test, "closed loop": closed_test})   # two finished tests side by side
 """
 
 from __future__ import annotations
@@ -45,6 +46,54 @@ def load_figure(frame: pd.DataFrame, title: str = "Load test") -> go.Figure:
     fig.update_xaxes(title_text="second of the test", row=2, col=1)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(title=title, height=440, margin=dict(t=60, b=40), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+LOOP_COLORS = ("#1565c0", "#ef6c00", "#6a1b9a", "#2e7d32")
+
+
+def compare_figure(
+    tests: dict[str, LoadTest],
+    title: str = "Same freeze, two load tests",
+    freeze: tuple[float, float] | None = None,
+) -> go.Figure:
+    """Finished tests side by side: requests sent per second (left), the p99 of the whole run (right).
+
+    Made for chapter 13's open loop vs closed loop: the closed loop's sends drop while the target
+    stalls, and its whole-run p99 (the number a report shows) stays low. ``freeze`` (start, end)
+    in seconds of the test shades the stall on the left.
+    """
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.62, 0.38],
+        horizontal_spacing=0.12,
+        subplot_titles=("requests sent per second", "p99 of the whole run (ms)"),
+    )
+    for (name, test), color in zip(tests.items(), LOOP_COLORS, strict=False):
+        frame = test.frame
+        sent = frame.sent.diff().fillna(frame.sent) if len(frame) else frame.sent
+        fig.add_trace(
+            go.Scatter(
+                x=list(frame.second), y=list(sent), name=name, mode="lines+markers", line=dict(color=color)
+            ),
+            1,
+            1,
+        )
+        p99 = test.summary().latency_p99_ms
+        fig.add_trace(
+            go.Bar(x=[name], y=[p99], text=[f"{p99:.0f} ms"], marker_color=color, showlegend=False), 1, 2
+        )
+    if freeze is not None:
+        fig.add_vrect(
+            x0=freeze[0], x1=freeze[1], fillcolor="#9e9e9e", opacity=0.2, line_width=0, row=1, col=1
+        )
+        fig.add_annotation(
+            x=(freeze[0] + freeze[1]) / 2, y=1, yref="y domain", text="freeze", showarrow=False, row=1, col=1
+        )
+    fig.update_xaxes(title_text="second of the test", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(title=title, height=380, margin=dict(t=70, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
 
 

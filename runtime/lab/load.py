@@ -10,6 +10,8 @@ as a thin alias of ``lab.load.start(...)``: it is the one call of the load chapt
     test.summary()             # LoadSummary as a Series: achieved_rps, latency_p99_ms, ...
     test.stop()                # or stop it early
     lab.load.tests()           # the tests running now
+    lab.load.start("calculator", rps=100, duration_s=3, mode="closed", concurrency=1)
+                               # closed loop: to see the p99 it hides (see LOAD_MODES)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import grpc
 import pandas as pd
 from google.protobuf import json_format
 
-from runtime.errors import LabError
+from runtime.errors import LabError, UsageError
 from runtime.identity import LOADGEN_GRPC_SERVICE
 from runtime.lab.connection import Connection, call, message, rpc_error
 from runtime.v1 import common_pb2, load_pb2, load_pb2_grpc
@@ -43,9 +45,18 @@ METRIC_COLUMNS = [
     "p999_ms", "send_lag_p99_ms", "errors", "final",
 ]  # fmt: skip
 ACTIVE_COLUMNS = [
-    "test_id", "target", "method", "rps", "duration_s", "concurrency", "started_at", "sent",
+    "test_id", "target", "method", "mode", "rps", "duration_s", "concurrency", "started_at", "sent",
     "failed", "current_rps", "p99_ms",
 ]  # fmt: skip
+# ``mode=`` of lab.load.start: open loop (requests on a fixed schedule, latency from the intended
+# send time: what users see) or closed loop (each client waits for its answer before it sends
+# again, latency from the actual send: a stall stops the sending and hides from the p99).
+LOAD_MODES = {"open": load_pb2.LOAD_MODE_OPEN_LOOP, "closed": load_pb2.LOAD_MODE_CLOSED_LOOP}
+MODE_NAMES = {
+    load_pb2.LOAD_MODE_UNSPECIFIED: "open",
+    load_pb2.LOAD_MODE_OPEN_LOOP: "open",
+    load_pb2.LOAD_MODE_CLOSED_LOOP: "closed",
+}
 
 
 def metrics_row(m: load_pb2.LoadMetrics, second: int) -> dict[str, Any]:
@@ -78,6 +89,24 @@ def summary_series(summary: load_pb2.LoadSummary) -> pd.Series:
     return pd.Series(data, name=summary.test_id)
 
 
+def load_mode(mode: object) -> int:
+    """``"open"`` or ``"closed"`` as a LoadMode; anything else is a UsageError naming both.
+
+    Example:
+        >>> load_mode("closed") == load_pb2.LOAD_MODE_CLOSED_LOOP
+        True
+        >>> load_mode("wrk")
+        Traceback (most recent call last):
+        runtime.errors.UsageError: mode='wrk' is not a load mode; use "open" (the default: a fixed schedule, what users see) or "closed" (each client waits for its answer)
+    """
+    if isinstance(mode, str) and mode in LOAD_MODES:
+        return LOAD_MODES[mode]
+    raise UsageError(
+        f'mode={mode!r} is not a load mode; use "open" (the default: a fixed schedule, what '
+        f'users see) or "closed" (each client waits for its answer)'
+    )
+
+
 def load_config(
     target: str,
     rps: int,
@@ -87,12 +116,15 @@ def load_config(
     payload: dict[str, float] | None = None,
     timeout_ms: int = 0,
     correlation_prefix: str = "",
+    mode: str = "open",
 ) -> load_pb2.LoadConfig:
     """The LoadConfig for these arguments (the service checks the limits).
 
     Raises:
-        UsageError: a value of the wrong type (``rps="100"``), before anything is sent.
+        UsageError: a value of the wrong type (``rps="100"``), or a mode other than "open" or
+            "closed", before anything is sent.
     """
+    load_mode_value = load_mode(mode)
     return message(
         load_pb2.LoadConfig,
         f"load on {target!r}",
@@ -104,6 +136,7 @@ def load_config(
         payload=json.dumps(payload).encode() if payload else b"",
         timeout_ms=timeout_ms,
         correlation_prefix=correlation_prefix,
+        mode=load_mode_value,
     )
 
 
@@ -213,7 +246,11 @@ class LoadTest:
     def __repr__(self) -> str:
         state = "done" if self.done else "running"
         c = self.config
-        return f"<LoadTest {self.test_id} {c.requests_per_second} rps x {c.duration_seconds} s on {c.target_service}: {state}>"
+        mode = MODE_NAMES.get(c.mode, str(c.mode))
+        return (
+            f"<LoadTest {self.test_id} {c.requests_per_second} rps x {c.duration_seconds} s on "
+            f"{c.target_service}, {mode} loop: {state}>"
+        )
 
 
 def active_tests_frame(channel: Any) -> pd.DataFrame:
@@ -225,6 +262,7 @@ def active_tests_frame(channel: Any) -> pd.DataFrame:
             "test_id": t.test_id,
             "target": t.config.target_service,
             "method": t.config.method or "(default)",
+            "mode": MODE_NAMES.get(t.config.mode, str(t.config.mode)),
             "rps": t.config.requests_per_second,
             "duration_s": t.config.duration_seconds,
             "concurrency": t.config.concurrent_clients,
@@ -240,7 +278,7 @@ def active_tests_frame(channel: Any) -> pd.DataFrame:
 
 
 class Load:
-    """The load part of ``Lab`` (``lab.load``): start open-loop load tests, list the running ones.
+    """The load part of ``Lab`` (``lab.load``): start load tests (open loop, or closed), list the running ones.
 
     Example:
         >>> test = lab.load.start("calculator", rps=200, duration_s=5)   # doctest: +SKIP
@@ -263,22 +301,32 @@ class Load:
         payload: dict[str, float] | None = None,
         timeout_ms: int = 0,
         correlation_prefix: str = "",
+        mode: str = "open",
     ) -> LoadTest:
-        """Start an open-loop load test; returns at once with a handle whose ``frame`` fills live.
+        """Start a load test (open loop unless told); returns at once with a handle whose ``frame`` fills live.
 
         Args:
             target: the service to load (lab name, gRPC name or short name).
-            rps: requests per second, sent on schedule whatever the replies do.
+            rps: requests per second, sent on schedule whatever the replies do (closed loop:
+                the most sent per second, in total).
             duration_s: the test ends by itself after this long.
             method: a unary method of the target ("": the first it declares); the load
                 generator learns them through server reflection.
-            concurrency: most requests in flight at once (0: the service's default).
+            concurrency: most requests in flight at once (0: the service's default; closed
+                loop: the number of clients, 0: one).
             payload: the request fields, e.g. ``{"a": 2, "b": 3}``.
             timeout_ms: per-request deadline from its intended send time (0: 1000).
             correlation_prefix: send ``x-correlation-id`` ``<prefix><n>`` with request n.
+            mode: ``"open"`` (default): request n is due at start + n / rps whatever the
+                answers do, and its latency counts from then, so a stall shows in the p99.
+                ``"closed"``: ``concurrency`` clients, each sends only after its previous
+                answer, latency from the actual send: a stall stops the sending, and the
+                requests never sent are never measured (coordinated omission, a falsely low
+                p99). For comparison; measure with the open loop.
 
         Raises:
-            UsageError: a value of the wrong type, before anything is sent.
+            UsageError: a value of the wrong type, or a mode other than "open" or "closed",
+                before anything is sent.
             ClientError: the load generator refused (``code`` INVALID_ARGUMENT names the limit).
             ServiceNotFound: no instance of the target on 127.0.0.1.
 
@@ -288,7 +336,7 @@ class Load:
             200.0
         """
         config = load_config(
-            target, rps, duration_s, method, concurrency, payload, timeout_ms, correlation_prefix
+            target, rps, duration_s, method, concurrency, payload, timeout_ms, correlation_prefix, mode
         )
         return LoadTest(self._channel(), config)
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from runtime.v1 import common_pb2 as runtime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15runtime/v1/load.proto\x12\nruntime.v1\x1a\x17runtime/v1/common.proto\"\xdd\x01\n\nLoadConfig\x12\x16\n\x0etarget_service\x18\x01 \x01(\t\x12\x13\n\x0btarget_role\x18\x02 \x01(\t\x12\x1b\n\x13requests_per_second\x18\x03 \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12\x1a\n\x12\x63oncurrent_clients\x18\x05 \x01(\x05\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x05\x12\x1a\n\x12\x63orrelation_prefix\x18\t \x01(\t\"\xac\x03\n\x0bLoadMetrics\x12\x15\n\rrequests_sent\x18\x01 \x01(\x03\x12\x1a\n\x12requests_succeeded\x18\x02 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x03 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x06 \x01(\x01\x12\x13\n\x0b\x63urrent_rps\x18\x07 \x01(\x01\x12\x11\n\ttimestamp\x18\x08 \x01(\x03\x12\x0f\n\x07test_id\x18\t \x01(\t\x12\x17\n\x0flatency_p999_ms\x18\n \x01(\x01\x12\x17\n\x0fsend_lag_p99_ms\x18\x0b \x01(\x01\x12>\n\x0c\x65rror_counts\x18\x0c \x03(\x0b\x32(.runtime.v1.LoadMetrics.ErrorCountsEntry\x12\r\n\x05\x66inal\x18\r \x01(\x08\x12\x1b\n\x13\x65xpired_before_send\x18\x0e \x01(\x03\x1a\x32\n\x10\x45rrorCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb5\x03\n\x0bLoadSummary\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x17\n\x0ftotal_succeeded\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_failed\x18\x03 \x01(\x03\x12\x16\n\x0e\x61vg_latency_ms\x18\x04 \x01(\x01\x12\x16\n\x0emin_latency_ms\x18\x05 \x01(\x01\x12\x16\n\x0emax_latency_ms\x18\x06 \x01(\x01\x12>\n\x0c\x65rror_counts\x18\x07 \x03(\x0b\x32(.runtime.v1.LoadSummary.ErrorCountsEntry\x12\x0f\n\x07test_id\x18\x08 \x01(\t\x12\x16\n\x0elatency_p50_ms\x18\t \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\n \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x0b \x01(\x01\x12\x17\n\x0flatency_p999_ms\x18\x0c \x01(\x01\x12\x14\n\x0c\x61\x63hieved_rps\x18\r \x01(\x01\x12\x1b\n\x13\x65xpired_before_send\x18\x0e \x01(\x03\x1a\x32\n\x10\x45rrorCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\x0f\x41\x63tiveLoadTests\x12)\n\x05tests\x18\x01 \x03(\x0b\x32\x1a.runtime.v1.ActiveLoadTest\"\x86\x01\n\x0e\x41\x63tiveLoadTest\x12\x0f\n\x07test_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.runtime.v1.LoadConfig\x12\x12\n\nstarted_at\x18\x03 \x01(\x03\x12\'\n\x06latest\x18\x04 \x01(\x0b\x32\x17.runtime.v1.LoadMetrics2\xd0\x01\n\x14LoadGeneratorService\x12>\n\tStartLoad\x12\x16.runtime.v1.LoadConfig\x1a\x17.runtime.v1.LoadMetrics0\x01\x12\x36\n\x08StopLoad\x12\x11.runtime.v1.Empty\x1a\x17.runtime.v1.LoadSummary\x12@\n\x0eGetActiveTests\x12\x11.runtime.v1.Empty\x1a\x1b.runtime.v1.ActiveLoadTestsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15runtime/v1/load.proto\x12\nruntime.v1\x1a\x17runtime/v1/common.proto\"\x81\x02\n\nLoadConfig\x12\x16\n\x0etarget_service\x18\x01 \x01(\t\x12\x13\n\x0btarget_role\x18\x02 \x01(\t\x12\x1b\n\x13requests_per_second\x18\x03 \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12\x1a\n\x12\x63oncurrent_clients\x18\x05 \x01(\x05\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x05\x12\x1a\n\x12\x63orrelation_prefix\x18\t \x01(\t\x12\"\n\x04mode\x18\n \x01(\x0e\x32\x14.runtime.v1.LoadMode\"\xac\x03\n\x0bLoadMetrics\x12\x15\n\rrequests_sent\x18\x01 \x01(\x03\x12\x1a\n\x12requests_succeeded\x18\x02 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x03 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x06 \x01(\x01\x12\x13\n\x0b\x63urrent_rps\x18\x07 \x01(\x01\x12\x11\n\ttimestamp\x18\x08 \x01(\x03\x12\x0f\n\x07test_id\x18\t \x01(\t\x12\x17\n\x0flatency_p999_ms\x18\n \x01(\x01\x12\x17\n\x0fsend_lag_p99_ms\x18\x0b \x01(\x01\x12>\n\x0c\x65rror_counts\x18\x0c \x03(\x0b\x32(.runtime.v1.LoadMetrics.ErrorCountsEntry\x12\r\n\x05\x66inal\x18\r \x01(\x08\x12\x1b\n\x13\x65xpired_before_send\x18\x0e \x01(\x03\x1a\x32\n\x10\x45rrorCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb5\x03\n\x0bLoadSummary\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x17\n\x0ftotal_succeeded\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_failed\x18\x03 \x01(\x03\x12\x16\n\x0e\x61vg_latency_ms\x18\x04 \x01(\x01\x12\x16\n\x0emin_latency_ms\x18\x05 \x01(\x01\x12\x16\n\x0emax_latency_ms\x18\x06 \x01(\x01\x12>\n\x0c\x65rror_counts\x18\x07 \x03(\x0b\x32(.runtime.v1.LoadSummary.ErrorCountsEntry\x12\x0f\n\x07test_id\x18\x08 \x01(\t\x12\x16\n\x0elatency_p50_ms\x18\t \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\n \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x0b \x01(\x01\x12\x17\n\x0flatency_p999_ms\x18\x0c \x01(\x01\x12\x14\n\x0c\x61\x63hieved_rps\x18\r \x01(\x01\x12\x1b\n\x13\x65xpired_before_send\x18\x0e \x01(\x03\x1a\x32\n\x10\x45rrorCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\x0f\x41\x63tiveLoadTests\x12)\n\x05tests\x18\x01 \x03(\x0b\x32\x1a.runtime.v1.ActiveLoadTest\"\x86\x01\n\x0e\x41\x63tiveLoadTest\x12\x0f\n\x07test_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.runtime.v1.LoadConfig\x12\x12\n\nstarted_at\x18\x03 \x01(\x03\x12\'\n\x06latest\x18\x04 \x01(\x0b\x32\x17.runtime.v1.LoadMetrics*Y\n\x08LoadMode\x12\x19\n\x15LOAD_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13LOAD_MODE_OPEN_LOOP\x10\x01\x12\x19\n\x15LOAD_MODE_CLOSED_LOOP\x10\x02\x32\xd0\x01\n\x14LoadGeneratorService\x12>\n\tStartLoad\x12\x16.runtime.v1.LoadConfig\x1a\x17.runtime.v1.LoadMetrics0\x01\x12\x36\n\x08StopLoad\x12\x11.runtime.v1.Empty\x1a\x17.runtime.v1.LoadSummary\x12@\n\x0eGetActiveTests\x12\x11.runtime.v1.Empty\x1a\x1b.runtime.v1.ActiveLoadTestsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,20 +36,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOADMETRICS_ERRORCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._loaded_options = None
   _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._serialized_options = b'8\001'
+  _globals['_LOADMODE']._serialized_start=1392
+  _globals['_LOADMODE']._serialized_end=1481
   _globals['_LOADCONFIG']._serialized_start=63
-  _globals['_LOADCONFIG']._serialized_end=284
-  _globals['_LOADMETRICS']._serialized_start=287
-  _globals['_LOADMETRICS']._serialized_end=715
-  _globals['_LOADMETRICS_ERRORCOUNTSENTRY']._serialized_start=665
-  _globals['_LOADMETRICS_ERRORCOUNTSENTRY']._serialized_end=715
-  _globals['_LOADSUMMARY']._serialized_start=718
-  _globals['_LOADSUMMARY']._serialized_end=1155
-  _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._serialized_start=665
-  _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._serialized_end=715
-  _globals['_ACTIVELOADTESTS']._serialized_start=1157
-  _globals['_ACTIVELOADTESTS']._serialized_end=1217
-  _globals['_ACTIVELOADTEST']._serialized_start=1220
-  _globals['_ACTIVELOADTEST']._serialized_end=1354
-  _globals['_LOADGENERATORSERVICE']._serialized_start=1357
-  _globals['_LOADGENERATORSERVICE']._serialized_end=1565
+  _globals['_LOADCONFIG']._serialized_end=320
+  _globals['_LOADMETRICS']._serialized_start=323
+  _globals['_LOADMETRICS']._serialized_end=751
+  _globals['_LOADMETRICS_ERRORCOUNTSENTRY']._serialized_start=701
+  _globals['_LOADMETRICS_ERRORCOUNTSENTRY']._serialized_end=751
+  _globals['_LOADSUMMARY']._serialized_start=754
+  _globals['_LOADSUMMARY']._serialized_end=1191
+  _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._serialized_start=701
+  _globals['_LOADSUMMARY_ERRORCOUNTSENTRY']._serialized_end=751
+  _globals['_ACTIVELOADTESTS']._serialized_start=1193
+  _globals['_ACTIVELOADTESTS']._serialized_end=1253
+  _globals['_ACTIVELOADTEST']._serialized_start=1256
+  _globals['_ACTIVELOADTEST']._serialized_end=1390
+  _globals['_LOADGENERATORSERVICE']._serialized_start=1484
+  _globals['_LOADGENERATORSERVICE']._serialized_end=1692
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from runtime.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,8 +8,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LoadMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOAD_MODE_UNSPECIFIED: _ClassVar[LoadMode]
+    LOAD_MODE_OPEN_LOOP: _ClassVar[LoadMode]
+    LOAD_MODE_CLOSED_LOOP: _ClassVar[LoadMode]
+LOAD_MODE_UNSPECIFIED: LoadMode
+LOAD_MODE_OPEN_LOOP: LoadMode
+LOAD_MODE_CLOSED_LOOP: LoadMode
+
 class LoadConfig(_message.Message):
-    __slots__ = ("target_service", "target_role", "requests_per_second", "duration_seconds", "concurrent_clients", "payload", "method", "timeout_ms", "correlation_prefix")
+    __slots__ = ("target_service", "target_role", "requests_per_second", "duration_seconds", "concurrent_clients", "payload", "method", "timeout_ms", "correlation_prefix", "mode")
     TARGET_SERVICE_FIELD_NUMBER: _ClassVar[int]
     TARGET_ROLE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +28,7 @@ class LoadConfig(_message.Message):
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     target_service: str
     target_role: str
     requests_per_second: int
@@ -27,7 +38,8 @@ class LoadConfig(_message.Message):
     method: str
     timeout_ms: int
     correlation_prefix: str
-    def __init__(self, target_service: _Optional[str] = ..., target_role: _Optional[str] = ..., requests_per_second: _Optional[int] = ..., duration_seconds: _Optional[int] = ..., concurrent_clients: _Optional[int] = ..., payload: _Optional[bytes] = ..., method: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., correlation_prefix: _Optional[str] = ...) -> None: ...
+    mode: LoadMode
+    def __init__(self, target_service: _Optional[str] = ..., target_role: _Optional[str] = ..., requests_per_second: _Optional[int] = ..., duration_seconds: _Optional[int] = ..., concurrent_clients: _Optional[int] = ..., payload: _Optional[bytes] = ..., method: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., correlation_prefix: _Optional[str] = ..., mode: _Optional[_Union[LoadMode, str]] = ...) -> None: ...
 
 class LoadMetrics(_message.Message):
     __slots__ = ("requests_sent", "requests_succeeded", "requests_failed", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "current_rps", "timestamp", "test_id", "latency_p999_ms", "send_lag_p99_ms", "error_counts", "final", "expired_before_send")

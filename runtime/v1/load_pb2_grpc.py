@@ -27,7 +27,8 @@ if _version_not_supported:
 
 
 class LoadGeneratorServiceStub:
-    """LoadGeneratorService runs reproducible open-loop load against a service found through the broker.
+    """LoadGeneratorService runs reproducible load against a service found through the broker: open loop
+    by default, closed loop on request (LoadConfig.mode) to show what a closed loop hides.
     Seed section 2.1: names and numbers kept.
     """
 
@@ -55,7 +56,8 @@ class LoadGeneratorServiceStub:
 
 
 class LoadGeneratorServiceServicer:
-    """LoadGeneratorService runs reproducible open-loop load against a service found through the broker.
+    """LoadGeneratorService runs reproducible load against a service found through the broker: open loop
+    by default, closed loop on request (LoadConfig.mode) to show what a closed loop hides.
     Seed section 2.1: names and numbers kept.
     """
 
@@ -104,7 +106,8 @@ def add_LoadGeneratorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LoadGeneratorService:
-    """LoadGeneratorService runs reproducible open-loop load against a service found through the broker.
+    """LoadGeneratorService runs reproducible load against a service found through the broker: open loop
+    by default, closed loop on request (LoadConfig.mode) to show what a closed loop hides.
     Seed section 2.1: names and numbers kept.
     """
 

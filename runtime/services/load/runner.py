@@ -1,4 +1,4 @@
-"""One open-loop load test running inside the load generator's event loop.
+"""One load test running inside the load generator's event loop (open loop; or closed loop).
 
     run = LoadRun("load-1a2b3c", plan, method, channel)
     task = asyncio.create_task(run.run())       # LoadMetrics arrive on run.metrics (a queue)
@@ -11,6 +11,10 @@ its intended time, and once its deadline (intended time + timeout) has passed it
 as ``expired_before_send`` without going on the wire (not in ``requests_sent`` or the rate, which
 count what reached the target; its wait is in the latency percentiles). So the backlog is bounded,
 nothing is hidden, and the run ends at most one timeout after its duration.
+
+A plan in closed loop (``plan.closed_loop``) sends through ``ClosedLoop`` (closed_loop.py)
+instead of the schedule: workers that wait for each answer, which hides a stall. Same calls,
+same recorder, same metrics stream.
 
 Requests go round robin to the instances of the target in the discovery rotation (which follows
 the broker's watch: a killed instance leaves it); only instances on 127.0.0.1 are ever called.
@@ -33,6 +37,7 @@ from runtime.client.discovery import CHANNEL_OPTIONS
 from runtime.client.discovery_aio import AioDiscoveryChannel
 from runtime.client.rotation import Member
 from runtime.identity import LOOPBACK
+from runtime.services.load.closed_loop import ClosedLoop
 from runtime.services.load.histogram import LoadRecorder
 from runtime.services.load.schedule import LoadPlan, Schedule
 from runtime.services.load.targets import TargetMethod
@@ -61,7 +66,7 @@ def is_loopback(address: str) -> bool:
 
 
 class LoadRun:
-    """An open-loop load test against one target method through a discovery channel."""
+    """A load test (open loop, or closed loop if the plan says so) against one target method."""
 
     def __init__(
         self,
@@ -107,7 +112,10 @@ class LoadRun:
         schedule = Schedule(self.plan.rps, self.plan.duration_s, self._start_s)
         ticker = asyncio.create_task(self._tick(), name=f"{self.test_id} metrics")
         try:
-            await self._dispatch(schedule)
+            if self.plan.closed_loop:
+                self._sent_all = await ClosedLoop(self).dispatch()
+            else:
+                await self._dispatch(schedule)
             self._sent_until = self.clock()
             await self._drain(self.plan.timeout_s + 1.0 if not self._stopping else STOP_DRAIN_S)
         finally:

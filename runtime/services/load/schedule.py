@@ -8,6 +8,9 @@
 Open loop: request ``i`` is due at ``start + i / rps`` whatever happened to the ones before it,
 and its latency is measured from that intended time (no coordinated omission).
 
+A plan in closed loop (``LoadConfig.mode = LOAD_MODE_CLOSED_LOOP``) has no schedule: its
+``concurrency`` workers call back to back, paced by ``runtime/services/load/closed_loop.py``.
+
 Every number is bounded; a bad value raises ``PlanError`` with a message naming the limit
 (the service answers INVALID_ARGUMENT with it). The limits are the process's ``LoadSettings``
 (runtime/services/load/settings.py), read from the environment once at start.
@@ -27,6 +30,9 @@ MAX_PREFIX_CHARS = 64
 MAX_NAME_CHARS = 200  # target_service and target_role: they appear in messages and lookups
 DEFAULT_CONCURRENCY = 200
 DEFAULT_TIMEOUT_MS = 1000
+DEFAULT_CLOSED_LOOP_CLIENTS = 1  # a closed loop's workers when concurrent_clients is 0 (one user)
+OPEN_LOOP = load_pb2.LOAD_MODE_OPEN_LOOP
+CLOSED_LOOP = load_pb2.LOAD_MODE_CLOSED_LOOP
 
 
 class PlanError(ValueError):
@@ -46,6 +52,12 @@ class LoadPlan:
     timeout_s: float
     payload: dict[str, float]
     correlation_prefix: str
+    mode: int = OPEN_LOOP  # OPEN_LOOP or CLOSED_LOOP (LOAD_MODE_UNSPECIFIED is open loop)
+
+    @property
+    def closed_loop(self) -> bool:
+        """True when ``concurrency`` workers each wait for an answer before they send again."""
+        return self.mode == CLOSED_LOOP
 
     @classmethod
     def from_config(cls, config: load_pb2.LoadConfig, limits: LoadSettings = DEFAULT_SETTINGS) -> LoadPlan:
@@ -59,8 +71,10 @@ class LoadPlan:
                 )
         _within("requests_per_second", config.requests_per_second, 1, limits.max_rps)
         _within("duration_seconds", config.duration_seconds, 1, limits.max_duration_s)
-        concurrency = config.concurrent_clients or DEFAULT_CONCURRENCY
-        _within("concurrent_clients", concurrency, 1, limits.max_concurrency, zero_means=DEFAULT_CONCURRENCY)
+        mode = _mode(config.mode)
+        default_clients = DEFAULT_CLOSED_LOOP_CLIENTS if mode == CLOSED_LOOP else DEFAULT_CONCURRENCY
+        concurrency = config.concurrent_clients or default_clients
+        _within("concurrent_clients", concurrency, 1, limits.max_concurrency, zero_means=default_clients)
         timeout_ms = config.timeout_ms or DEFAULT_TIMEOUT_MS
         _within("timeout_ms", timeout_ms, 1, limits.max_timeout_ms, zero_means=DEFAULT_TIMEOUT_MS)
         if len(config.correlation_prefix) > MAX_PREFIX_CHARS:
@@ -75,7 +89,20 @@ class LoadPlan:
             timeout_s=timeout_ms / 1000.0,
             payload=parse_payload(bytes(config.payload)),
             correlation_prefix=config.correlation_prefix,
+            mode=mode,
         )
+
+
+def _mode(value: int) -> int:
+    """LoadConfig.mode as OPEN_LOOP or CLOSED_LOOP; an unknown number raises PlanError quoting it."""
+    if value == load_pb2.LOAD_MODE_UNSPECIFIED:
+        return OPEN_LOOP
+    if value in (OPEN_LOOP, CLOSED_LOOP):
+        return value
+    raise PlanError(
+        f"mode={value} is not a LoadMode; use LOAD_MODE_OPEN_LOOP ({OPEN_LOOP}), "
+        f"LOAD_MODE_CLOSED_LOOP ({CLOSED_LOOP}) or leave it unset (open loop)"
+    )
 
 
 def _within(field: str, value: int, low: int, high: int, zero_means: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The load generator service: reproducible open-loop load against a service found through the broker.
+"""The load generator service: reproducible load against a service found through the broker.
 
     python -m runtime.services.load    # through the agent: binds 127.0.0.1:LAB_PORT (0: any), READY port=N
 
@@ -7,6 +7,10 @@ looks the target up (NOT_FOUND "no instances of X" when the broker has none on 1
 sends the test id as the ``x-test-id`` response header, then streams one LoadMetrics per second
 and a last one with ``final=True``. The test ends at its duration, on StopLoad, or when the
 StartLoad caller goes away.
+
+Open loop is the default; ``LoadConfig.mode = LOAD_MODE_CLOSED_LOOP`` runs ``concurrent_clients``
+workers that each wait for their answer (closed_loop.py), to show what such a test hides. An
+unknown mode number is refused with INVALID_ARGUMENT quoting it.
 
 StopLoad stops the test named by the ``x-test-id`` request header, or every running test when
 there is none; it answers the LoadSummary (of the named test, or of the last one started). Asked
@@ -99,9 +103,10 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
         self.active[test_id] = (run, request)
         task = asyncio.create_task(run.run(), name=f"load test {test_id}")
         log.info(
-            "load test %s started: %d rps for %d s against %s %s (at most %d in flight)",
+            "load test %s started: %d rps for %d s against %s %s (%s)",
             test_id, plan.rps, plan.duration_s, target.grpc_service, method.path.rsplit("/", 1)[-1],
-            plan.concurrency,
+            f"closed loop, {plan.concurrency} clients" if plan.closed_loop
+            else f"open loop, at most {plan.concurrency} in flight",
         )  # fmt: skip
         try:
             await context.send_initial_metadata(((TEST_ID_HEADER, test_id),))
@@ -158,7 +163,9 @@ class LoadGenerator(load_pb2_grpc.LoadGeneratorServiceServicer):
         except TargetUnreachable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot learn what {plan.target} serves: {exc}")
         except PlanError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the load generator cannot call {plan.target}: {exc}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the load generator cannot call {plan.target}: {exc}"
+            )
         return target
 
     async def StopLoad(  # noqa: N802 (gRPC method name)

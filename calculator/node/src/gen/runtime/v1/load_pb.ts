@@ -3,8 +3,8 @@
 // @generated from file runtime/v1/load.proto (package runtime.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { EmptySchema } from "./common_pb";
 import { file_runtime_v1_common } from "./common_pb";
 import type { Message } from "@bufbuild/protobuf";
@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runtime/v1/load.proto.
  */
 export const file_runtime_v1_load: GenFile = /*@__PURE__*/
-  fileDesc("ChVydW50aW1lL3YxL2xvYWQucHJvdG8SCnJ1bnRpbWUudjEi3QEKCkxvYWRDb25maWcSFgoOdGFyZ2V0X3NlcnZpY2UYASABKAkSEwoLdGFyZ2V0X3JvbGUYAiABKAkSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgDIAEoBRIYChBkdXJhdGlvbl9zZWNvbmRzGAQgASgFEhoKEmNvbmN1cnJlbnRfY2xpZW50cxgFIAEoBRIPCgdwYXlsb2FkGAYgASgMEg4KBm1ldGhvZBgHIAEoCRISCgp0aW1lb3V0X21zGAggASgFEhoKEmNvcnJlbGF0aW9uX3ByZWZpeBgJIAEoCSKsAwoLTG9hZE1ldHJpY3MSFQoNcmVxdWVzdHNfc2VudBgBIAEoAxIaChJyZXF1ZXN0c19zdWNjZWVkZWQYAiABKAMSFwoPcmVxdWVzdHNfZmFpbGVkGAMgASgDEhYKDmxhdGVuY3lfcDUwX21zGAQgASgBEhYKDmxhdGVuY3lfcDk1X21zGAUgASgBEhYKDmxhdGVuY3lfcDk5X21zGAYgASgBEhMKC2N1cnJlbnRfcnBzGAcgASgBEhEKCXRpbWVzdGFtcBgIIAEoAxIPCgd0ZXN0X2lkGAkgASgJEhcKD2xhdGVuY3lfcDk5OV9tcxgKIAEoARIXCg9zZW5kX2xhZ19wOTlfbXMYCyABKAESPgoMZXJyb3JfY291bnRzGAwgAygLMigucnVudGltZS52MS5Mb2FkTWV0cmljcy5FcnJvckNvdW50c0VudHJ5Eg0KBWZpbmFsGA0gASgIEhsKE2V4cGlyZWRfYmVmb3JlX3NlbmQYDiABKAMaMgoQRXJyb3JDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIrUDCgtMb2FkU3VtbWFyeRIWCg50b3RhbF9yZXF1ZXN0cxgBIAEoAxIXCg90b3RhbF9zdWNjZWVkZWQYAiABKAMSFAoMdG90YWxfZmFpbGVkGAMgASgDEhYKDmF2Z19sYXRlbmN5X21zGAQgASgBEhYKDm1pbl9sYXRlbmN5X21zGAUgASgBEhYKDm1heF9sYXRlbmN5X21zGAYgASgBEj4KDGVycm9yX2NvdW50cxgHIAMoCzIoLnJ1bnRpbWUudjEuTG9hZFN1bW1hcnkuRXJyb3JDb3VudHNFbnRyeRIPCgd0ZXN0X2lkGAggASgJEhYKDmxhdGVuY3lfcDUwX21zGAkgASgBEhYKDmxhdGVuY3lfcDk1X21zGAogASgBEhYKDmxhdGVuY3lfcDk5X21zGAsgASgBEhcKD2xhdGVuY3lfcDk5OV9tcxgMIAEoARIUCgxhY2hpZXZlZF9ycHMYDSABKAESGwoTZXhwaXJlZF9iZWZvcmVfc2VuZBgOIAEoAxoyChBFcnJvckNvdW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEiPAoPQWN0aXZlTG9hZFRlc3RzEikKBXRlc3RzGAEgAygLMhoucnVudGltZS52MS5BY3RpdmVMb2FkVGVzdCKGAQoOQWN0aXZlTG9hZFRlc3QSDwoHdGVzdF9pZBgBIAEoCRImCgZjb25maWcYAiABKAsyFi5ydW50aW1lLnYxLkxvYWRDb25maWcSEgoKc3RhcnRlZF9hdBgDIAEoAxInCgZsYXRlc3QYBCABKAsyFy5ydW50aW1lLnYxLkxvYWRNZXRyaWNzMtABChRMb2FkR2VuZXJhdG9yU2VydmljZRI+CglTdGFydExvYWQSFi5ydW50aW1lLnYxLkxvYWRDb25maWcaFy5ydW50aW1lLnYxLkxvYWRNZXRyaWNzMAESNgoIU3RvcExvYWQSES5ydW50aW1lLnYxLkVtcHR5GhcucnVudGltZS52MS5Mb2FkU3VtbWFyeRJACg5HZXRBY3RpdmVUZXN0cxIRLnJ1bnRpbWUudjEuRW1wdHkaGy5ydW50aW1lLnYxLkFjdGl2ZUxvYWRUZXN0c2IGcHJvdG8z", [file_runtime_v1_common]);
+  fileDesc("ChVydW50aW1lL3YxL2xvYWQucHJvdG8SCnJ1bnRpbWUudjEigQIKCkxvYWRDb25maWcSFgoOdGFyZ2V0X3NlcnZpY2UYASABKAkSEwoLdGFyZ2V0X3JvbGUYAiABKAkSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgDIAEoBRIYChBkdXJhdGlvbl9zZWNvbmRzGAQgASgFEhoKEmNvbmN1cnJlbnRfY2xpZW50cxgFIAEoBRIPCgdwYXlsb2FkGAYgASgMEg4KBm1ldGhvZBgHIAEoCRISCgp0aW1lb3V0X21zGAggASgFEhoKEmNvcnJlbGF0aW9uX3ByZWZpeBgJIAEoCRIiCgRtb2RlGAogASgOMhQucnVudGltZS52MS5Mb2FkTW9kZSKsAwoLTG9hZE1ldHJpY3MSFQoNcmVxdWVzdHNfc2VudBgBIAEoAxIaChJyZXF1ZXN0c19zdWNjZWVkZWQYAiABKAMSFwoPcmVxdWVzdHNfZmFpbGVkGAMgASgDEhYKDmxhdGVuY3lfcDUwX21zGAQgASgBEhYKDmxhdGVuY3lfcDk1X21zGAUgASgBEhYKDmxhdGVuY3lfcDk5X21zGAYgASgBEhMKC2N1cnJlbnRfcnBzGAcgASgBEhEKCXRpbWVzdGFtcBgIIAEoAxIPCgd0ZXN0X2lkGAkgASgJEhcKD2xhdGVuY3lfcDk5OV9tcxgKIAEoARIXCg9zZW5kX2xhZ19wOTlfbXMYCyABKAESPgoMZXJyb3JfY291bnRzGAwgAygLMigucnVudGltZS52MS5Mb2FkTWV0cmljcy5FcnJvckNvdW50c0VudHJ5Eg0KBWZpbmFsGA0gASgIEhsKE2V4cGlyZWRfYmVmb3JlX3NlbmQYDiABKAMaMgoQRXJyb3JDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIrUDCgtMb2FkU3VtbWFyeRIWCg50b3RhbF9yZXF1ZXN0cxgBIAEoAxIXCg90b3RhbF9zdWNjZWVkZWQYAiABKAMSFAoMdG90YWxfZmFpbGVkGAMgASgDEhYKDmF2Z19sYXRlbmN5X21zGAQgASgBEhYKDm1pbl9sYXRlbmN5X21zGAUgASgBEhYKDm1heF9sYXRlbmN5X21zGAYgASgBEj4KDGVycm9yX2NvdW50cxgHIAMoCzIoLnJ1bnRpbWUudjEuTG9hZFN1bW1hcnkuRXJyb3JDb3VudHNFbnRyeRIPCgd0ZXN0X2lkGAggASgJEhYKDmxhdGVuY3lfcDUwX21zGAkgASgBEhYKDmxhdGVuY3lfcDk1X21zGAogASgBEhYKDmxhdGVuY3lfcDk5X21zGAsgASgBEhcKD2xhdGVuY3lfcDk5OV9tcxgMIAEoARIUCgxhY2hpZXZlZF9ycHMYDSABKAESGwoTZXhwaXJlZF9iZWZvcmVfc2VuZBgOIAEoAxoyChBFcnJvckNvdW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEiPAoPQWN0aXZlTG9hZFRlc3RzEikKBXRlc3RzGAEgAygLMhoucnVudGltZS52MS5BY3RpdmVMb2FkVGVzdCKGAQoOQWN0aXZlTG9hZFRlc3QSDwoHdGVzdF9pZBgBIAEoCRImCgZjb25maWcYAiABKAsyFi5ydW50aW1lLnYxLkxvYWRDb25maWcSEgoKc3RhcnRlZF9hdBgDIAEoAxInCgZsYXRlc3QYBCABKAsyFy5ydW50aW1lLnYxLkxvYWRNZXRyaWNzKlkKCExvYWRNb2RlEhkKFUxPQURfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0xPQURfTU9ERV9PUEVOX0xPT1AQARIZChVMT0FEX01PREVfQ0xPU0VEX0xPT1AQAjLQAQoUTG9hZEdlbmVyYXRvclNlcnZpY2USPgoJU3RhcnRMb2FkEhYucnVudGltZS52MS5Mb2FkQ29uZmlnGhcucnVudGltZS52MS5Mb2FkTWV0cmljczABEjYKCFN0b3BMb2FkEhEucnVudGltZS52MS5FbXB0eRoXLnJ1bnRpbWUudjEuTG9hZFN1bW1hcnkSQAoOR2V0QWN0aXZlVGVzdHMSES5ydW50aW1lLnYxLkVtcHR5GhsucnVudGltZS52MS5BY3RpdmVMb2FkVGVzdHNiBnByb3RvMw", [file_runtime_v1_common]);
 
 /**
  * @generated from message runtime.v1.LoadConfig
@@ -75,6 +75,13 @@ export type LoadConfig = Message<"runtime.v1.LoadConfig"> & {
    * @generated from field: string correlation_prefix = 9;
    */
   correlationPrefix: string;
+
+  /**
+   * how requests are sent; unset: open loop, as before the field existed
+   *
+   * @generated from field: runtime.v1.LoadMode mode = 10;
+   */
+  mode: LoadMode;
 };
 
 /**
@@ -314,7 +321,51 @@ export const ActiveLoadTestSchema: GenMessage<ActiveLoadTest> = /*@__PURE__*/
   messageDesc(file_runtime_v1_load, 4);
 
 /**
- * LoadGeneratorService runs reproducible open-loop load against a service found through the broker.
+ * How a load test decides when to send its next request.
+ *
+ * @generated from enum runtime.v1.LoadMode
+ */
+export enum LoadMode {
+  /**
+   * Not set: open loop (the seed's behaviour, so callers from before this field keep it).
+   *
+   * @generated from enum value: LOAD_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Open loop, like real users (and wrk2, k6's arrival-rate executors): request i is due at
+   * start + i / requests_per_second whatever happened to the earlier ones, at most
+   * concurrent_clients in flight, and its latency counts from that intended time. A stall of the
+   * target shows: the requests due meanwhile wait, and their wait is in the percentiles.
+   *
+   * @generated from enum value: LOAD_MODE_OPEN_LOOP = 1;
+   */
+  OPEN_LOOP = 1,
+
+  /**
+   * Closed loop, like a fixed pool of virtual users (wrk, ab, k6's constant VUs):
+   * concurrent_clients workers (0: one), each sends its next request only after the previous
+   * answer came back, paced to at most requests_per_second in total (no catching up after a
+   * pause). Latency counts from the actual send. While the target stalls, the workers wait with
+   * it and send nothing: the requests a real user would have sent meanwhile are never sent, never
+   * measured, and the stall is a few slow calls among many fast ones (coordinated omission, a
+   * falsely low p99). For comparison and teaching; measure with the open loop.
+   *
+   * @generated from enum value: LOAD_MODE_CLOSED_LOOP = 2;
+   */
+  CLOSED_LOOP = 2,
+}
+
+/**
+ * Describes the enum runtime.v1.LoadMode.
+ */
+export const LoadModeSchema: GenEnum<LoadMode> = /*@__PURE__*/
+  enumDesc(file_runtime_v1_load, 0);
+
+/**
+ * LoadGeneratorService runs reproducible load against a service found through the broker: open loop
+ * by default, closed loop on request (LoadConfig.mode) to show what a closed loop hides.
  * Seed section 2.1: names and numbers kept.
  *
  * @generated from service runtime.v1.LoadGeneratorService
