@@ -20,7 +20,6 @@ that one is gone too, the watch starts over from a snapshot (``resyncs`` counts 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,13 +28,12 @@ import grpc
 from runtime.client import auth
 from runtime.errors import ClientError, LabError
 from runtime.lab.frames import enum_label, ms_to_time
+from runtime.lab.stream_watch import StreamWatch
 from runtime.v1 import broker_pb2, broker_pb2_grpc, health_pb2
 
 log = logging.getLogger("runtime.lab.discovery")
 
 WATCH_THREAD_NAME = "lab-service-events"
-RECONNECT_S = 0.2
-STOP_TIMEOUT_S = 2.0
 OUT_OF_RANGE = grpc.StatusCode.OUT_OF_RANGE
 
 
@@ -63,7 +61,7 @@ def service_event_dict(event: broker_pb2.ServiceEvent) -> dict[str, Any]:
     }
 
 
-class ServiceWatch:
+class ServiceWatch(StreamWatch):
     """Calls ``callback(event_dict)`` for every registry event of the broker, from a named thread.
 
     Args:
@@ -97,55 +95,37 @@ class ServiceWatch:
         self.service = service
         self.revision = from_revision
         self.error: ClientError | None = None
-        self.events = 0
         self.resyncs = 0
-        self.callback_errors = 0
-        self.connected = threading.Event()
         self._broker_address = broker_address
         self._token = token
-        self._callback = callback
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._call: Any = None
-        self._thread = threading.Thread(target=self._run, name=WATCH_THREAD_NAME, daemon=True)
-        self._thread.start()
+        super().__init__(
+            lambda: None,  # _follow opens (and closes) a channel of its own on each connect
+            lambda _: None,
+            service_event_dict,
+            callback,
+            WATCH_THREAD_NAME,
+        )
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with auth.insecure_channel(self._broker_address(), token=self._token) as channel:
-                    self._follow(broker_pb2_grpc.BrokerServiceStub(channel))
-            except grpc.RpcError as err:
-                if err.code() == OUT_OF_RANGE and not self._stop.is_set():  # type: ignore[attr-defined]
-                    if not self._out_of_range(err):
-                        return
-            except Exception as exc:  # noqa: BLE001 - e.g. the broker has no address yet: keep trying
-                log.debug("service watch could not connect: %r", exc)
-            self.connected.clear()
-            if self._stop.wait(RECONNECT_S):
-                return
-
-    def _follow(self, stub: broker_pb2_grpc.BrokerServiceStub) -> None:
+    def _follow(self) -> None:
         request = broker_pb2.WatchServicesRequest(service_name=self.service, from_revision=self.revision)
-        call = stub.WatchServices(request)
-        with self._lock:
-            self._call = call
-        if self._stop.is_set():
-            call.cancel()
-        self.connected.set()
-        # A snapshot's events all carry its revision: only once it is complete may a reconnect
-        # resume from there (resuming mid-snapshot would lose the instances not yet sent).
-        in_snapshot = request.from_revision == 0
-        for event in call:
-            self.events += 1
-            if event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END:
-                in_snapshot = False
-            if not in_snapshot:
-                self.revision = max(self.revision, event.revision)
-            self._deliver(service_event_dict(event))
+        with auth.insecure_channel(self._broker_address(), token=self._token) as channel:
+            call = broker_pb2_grpc.BrokerServiceStub(channel).WatchServices(request)
+            self._opened(call)
+            # A snapshot's events all carry its revision: only once it is complete may a reconnect
+            # resume from there (resuming mid-snapshot would lose the instances not yet sent).
+            in_snapshot = request.from_revision == 0
+            for event in call:
+                self.events += 1
+                if event.type == broker_pb2.SERVICE_EVENT_TYPE_SNAPSHOT_END:
+                    in_snapshot = False
+                if not in_snapshot:
+                    self.revision = max(self.revision, event.revision)
+                self._deliver(service_event_dict(event))
 
-    def _out_of_range(self, err: grpc.RpcError) -> bool:
-        """Decide after OUT_OF_RANGE; True: carry on (from a snapshot), False: the watch ends."""
+    def _may_retry(self, err: grpc.RpcError) -> bool:
+        """Only OUT_OF_RANGE needs a decision: carry on from a snapshot, or end the watch."""
+        if err.code() != OUT_OF_RANGE:  # type: ignore[attr-defined]
+            return True
         details = err.details()  # type: ignore[attr-defined]
         if self.events == 0:
             # The caller's own from_revision is gone: say so and stop, never skip silently.
@@ -163,13 +143,6 @@ class ServiceWatch:
         self.resyncs += 1
         return True
 
-    def _deliver(self, value: dict[str, Any]) -> None:
-        try:
-            self._callback(value)
-        except Exception:  # a bug in the notebook's callback must not end the watch
-            self.callback_errors += 1
-            log.exception("service watch callback failed on %s", value)
-
     def wait(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the watch to end; raise the error that ended it, if any.
 
@@ -180,19 +153,6 @@ class ServiceWatch:
         self._thread.join(timeout_s)
         if self.error is not None:
             raise self.error
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop watching; returns once the thread has ended (or ``timeout_s`` passed)."""
-        self._stop.set()
-        with self._lock:
-            if self._call is not None:
-                self._call.cancel()
-        self._thread.join(timeout_s)
-
-    @property
-    def running(self) -> bool:
-        """True while the background thread runs."""
-        return self._thread.is_alive()
 
     def __repr__(self) -> str:
         state = "running" if self.running else ("failed: OUT_OF_RANGE" if self.error else "stopped")

@@ -59,32 +59,47 @@ class StreamWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                call = self._open(self._channel_factory())
-                with self._lock:
-                    self._call = call
-                if self._stop.is_set():
-                    call.cancel()
-                if not self._connected_on_first:
-                    self.connected.set()
-                for value in call:
-                    self.connected.set()
-                    self.events += 1
-                    self._deliver(self._convert(value))
-            except grpc.RpcError:
-                pass  # the service went away (or we cancelled): reconnect below
+                self._follow()
+            except grpc.RpcError as err:
+                # The service went away (or we cancelled): reconnect below, unless the error says
+                # that trying again cannot help.
+                if not self._stop.is_set() and not self._may_retry(err):
+                    return
             except Exception as exc:  # noqa: BLE001 - e.g. not registered yet: keep trying until stopped
-                log.debug("watch could not connect: %r", exc)
+                log.debug("%s could not connect: %r", self._thread.name, exc)
             self.connected.clear()
             if self._stop.wait(WATCH_RECONNECT_S):
                 break
             self.reconnects += 1
+
+    def _follow(self) -> None:
+        """Open the stream once and deliver its messages until it ends (raises RpcError)."""
+        call = self._open(self._channel_factory())
+        self._opened(call)
+        for value in call:
+            self.connected.set()
+            self.events += 1
+            self._deliver(self._convert(value))
+
+    def _opened(self, call: Any) -> None:
+        """Keep ``call`` so stop() can cancel it; mark the watch connected (unless on first message)."""
+        with self._lock:
+            self._call = call
+        if self._stop.is_set():
+            call.cancel()
+        if not self._connected_on_first:
+            self.connected.set()
+
+    def _may_retry(self, err: grpc.RpcError) -> bool:
+        """After the stream broke with ``err``: True to reconnect, False to end the watch."""
+        return True
 
     def _deliver(self, value: Any) -> None:
         try:
             self._callback(value)
         except Exception:  # a bug in the notebook's callback must not end the watch
             self.callback_errors += 1
-            log.exception("watch callback failed on %s", value)
+            log.exception("%s: callback failed on %s", self._thread.name, value)
 
     def stop(self, timeout_s: float = WATCH_STOP_TIMEOUT_S) -> None:
         """Stop watching; returns once the thread has ended (or ``timeout_s`` passed)."""
