@@ -115,6 +115,45 @@ def test_registers_again_after_broker_restart(lab_dir: Path, broker: ServiceProc
             second.stop()
 
 
+def test_started_before_its_broker_it_says_ready_once_registered(lab_dir: Path) -> None:
+    # The lab spawns the broker's dependents beside it (lab.yaml `depends_on: {broker: started}`):
+    # the agent waits for the broker, so READY still means "found by a lookup".
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    calc = start_service(
+        "calculator.server",
+        lab_dir,
+        service="calculator",
+        instance="calculator-1",
+        broker=f"127.0.0.1:{port}",
+        ready=False,
+    )
+    broker = None
+    try:
+        time.sleep(3.5)  # longer than the agent used to wait before it said READY unregistered
+        assert not any(line.startswith("READY") for line in calc.lines), calc.lines
+        broker = start_service(
+            "runtime.services.broker",
+            lab_dir,
+            service="broker",
+            instance="broker-1",
+            env={"LAB_PORT": str(port), "LAB_PORT_STRICT": "1"},
+        )
+        calc.wait_ready()
+        with grpc.insecure_channel(broker.address) as channel:
+            stub = broker_pb2_grpc.BrokerServiceStub(channel)
+            found = stub.LookupService(
+                broker_pb2.LookupServiceRequest(service_name="calculator"), timeout=WAIT_S
+            )
+        assert [i.instance_id for i in found.instances] == ["calculator-1"]
+        assert not any("did not accept the registration" in line for line in calc.lines), calc.lines
+    finally:
+        calc.stop()
+        if broker is not None:
+            broker.stop()
+
+
 def test_exits_when_supervisor_is_gone(lab_dir: Path) -> None:
     proc = start_service(
         "calculator.server",

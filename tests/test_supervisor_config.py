@@ -30,7 +30,7 @@ def test_default_lab_yaml_is_valid() -> None:
     assert cfg.project_root == str(ROOT)
     assert cfg.services["broker"].sticky_port is True
     assert cfg.services["calculator"].instances == 2
-    assert cfg.services["health"].depends_on == {"broker": "ready"}
+    assert cfg.services["health"].depends_on == {"broker": "started"}  # spawned beside the broker
     assert cfg.start_order()[0] == "broker"
     assert "client-rust" in cfg.jobs
 

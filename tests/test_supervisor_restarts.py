@@ -205,6 +205,53 @@ def test_sticky_port_restarts_on_the_same_port(lab) -> None:
     assert info.broker_address == f"127.0.0.1:{first.port}"
 
 
+def test_broker_dependents_start_beside_it_with_its_address(lab) -> None:
+    # The default lab's shape: the broker's port is chosen before it runs, so a service that
+    # depends on it being `started` spawns at once and is told where the broker will answer.
+    d = lab(
+        {
+            "broker": {"command": child("--say", "warming up"), "sticky_port": True, **FAST},
+            "app": {"command": child("--print-env"), "depends_on": {"broker": "started"}, **FAST},
+        }
+    )
+    app = d.wait_state("app-1", pb.PROCESS_STATE_RUNNING)
+    broker = d.wait_state("broker-1", pb.PROCESS_STATE_RUNNING)
+    seq = {(e.instance_id, e.kind): e.seq for e in reversed(d.find_events())}
+    spawned = seq[("app-1", pb.PROCESS_EVENT_KIND_SPAWNED)]
+    assert (
+        seq[("broker-1", pb.PROCESS_EVENT_KIND_SPAWNED)]
+        < spawned
+        < seq[("broker-1", pb.PROCESS_EVENT_KIND_READY)]
+    )
+    lines = d.stub.GetProcessOutput(
+        pb.GetProcessOutputRequest(instance_id="app-1", lines=500), timeout=5
+    ).lines
+    env = dict(ln.text[4:].split("=", 1) for ln in lines if ln.text.startswith("ENV "))
+    assert env["LAB_BROKER_ADDR"] == f"127.0.0.1:{broker.port}" and app.port != broker.port
+    info = d.stub.GetLabInfo(pb.GetLabInfoRequest(), timeout=5)
+    assert info.broker_address == f"127.0.0.1:{broker.port}"
+
+
+def test_broker_without_sticky_port_is_waited_for_until_ready(lab) -> None:
+    # Without a port chosen beforehand the broker's address exists only once it is READY: a
+    # dependent that asked for `started` waits for it rather than start without a broker.
+    d = lab(
+        {
+            "broker": {"command": child(), **FAST},
+            "app": {"command": child("--print-env"), "depends_on": {"broker": "started"}, **FAST},
+        }
+    )
+    d.wait_state("app-1", pb.PROCESS_STATE_RUNNING)
+    broker = d.wait_state("broker-1", pb.PROCESS_STATE_RUNNING)
+    seq = {(e.instance_id, e.kind): e.seq for e in reversed(d.find_events())}
+    assert seq[("broker-1", pb.PROCESS_EVENT_KIND_READY)] < seq[("app-1", pb.PROCESS_EVENT_KIND_SPAWNED)]
+    lines = d.stub.GetProcessOutput(
+        pb.GetProcessOutputRequest(instance_id="app-1", lines=500), timeout=5
+    ).lines
+    env = dict(ln.text[4:].split("=", 1) for ln in lines if ln.text.startswith("ENV "))
+    assert env["LAB_BROKER_ADDR"] == f"127.0.0.1:{broker.port}"
+
+
 def test_depends_on_orders_starts(lab) -> None:
     d = lab(
         {

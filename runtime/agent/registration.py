@@ -24,17 +24,23 @@ from runtime.v1 import broker_pb2, broker_pb2_grpc
 log = logging.getLogger("runtime.agent.registration")
 
 DEFAULT_TTL_MS = 5000
-FIRST_REGISTER_TIMEOUT_S = 3.0
+# The lab starts the broker and its dependents side by side (lab.yaml: `depends_on: {broker:
+# started}`), so the first registration may wait for the broker to finish starting; READY waits
+# for it (READY means discoverable) but not beyond this, within the supervisor's READY timeout
+# (lab.yaml ready_timeout_s, 15 s by default).
+FIRST_REGISTER_TIMEOUT_S = 10.0
 REGISTER_TIMEOUT_S = 2.0
 DEREGISTER_TIMEOUT_S = 1.0
 KEEPALIVE_FRACTION = 3  # renew three times per TTL
 BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 2.0
-# Reconnect quickly after a broker restart (gRPC's default first backoff is a whole second).
+# Reconnect quickly to a broker that is starting or restarting (gRPC's default first backoff is a
+# whole second): a refused connect on loopback costs next to nothing, and a broker that answers
+# 250 ms before the next attempt would delay READY by that much.
 CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
 ]
 
 

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -204,6 +205,9 @@ class Lifecycle:
                 ok = any(
                     i.state in (_K.PROCESS_STATE_STARTING, _K.PROCESS_STATE_RUNNING) and i.pid for i in insts
                 )
+                # A dependent of the broker needs its address: known at spawn for a sticky port,
+                # else only once it is READY.
+                ok = ok and (dep != BROKER_SERVICE or bool(self.broker_address))
             elif cond == "ready":
                 ok = any(i.state == _K.PROCESS_STATE_RUNNING for i in insts)
             else:
@@ -227,6 +231,11 @@ class Lifecycle:
         root = self.config.project_root
         argv = resolve_command(spec.command, root)
         extra = dict(spec.env)
+        if spec.sticky_port and not inst.port:
+            # Chosen before the first start, so the address is known while the process is still
+            # importing: the broker's dependents (`depends_on: {broker: started}`) spawn beside it
+            # and their agents wait for it to answer before they print READY.
+            inst.port = free_port()
         if spec.sticky_port and inst.port:
             extra = {ident.ENV_PORT: str(inst.port), ident.ENV_PORT_STRICT: "1", **extra}
         env = self.child_env(spec.name, inst.instance_id, spec.language, extra)
@@ -255,6 +264,8 @@ class Lifecycle:
         inst.started_at_ms = self.clock.wall_ms()
         inst.started_mono = self.clock.monotonic()
         inst.tracker.record_start(inst.started_mono)
+        if inst.service == BROKER_SERVICE and spec.sticky_port:
+            self.broker_address = f"{ident.LOOPBACK}:{inst.port}"
         report = ChildReport(
             inst,
             inst.generation,
@@ -273,7 +284,9 @@ class Lifecycle:
         )
         self._wake_waiting()
 
-    def _on_ready(self, inst: Instance, generation: int, port: int, healthy: bool, http_port: int = 0) -> None:
+    def _on_ready(
+        self, inst: Instance, generation: int, port: int, healthy: bool, http_port: int = 0
+    ) -> None:
         if generation != inst.generation or inst.state not in (
             _K.PROCESS_STATE_STARTING,
             _K.PROCESS_STATE_RUNNING,
@@ -421,6 +434,13 @@ class Lifecycle:
         brokers = self.instances.get(BROKER_SERVICE, {}).values()
         if any(i.state == _K.PROCESS_STATE_RUNNING for i in brokers):
             self._broker.report_exit(self.broker_address, inst.instance_id, pid, reason)
+
+
+def free_port() -> int:
+    """A loopback port that is free right now (bound to port 0 and released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((ident.LOOPBACK, 0))
+        return int(sock.getsockname()[1])
 
 
 def _signal_group(inst: Instance, sig: int) -> bool:

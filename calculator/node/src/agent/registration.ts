@@ -16,7 +16,12 @@ import { grpcTransport } from "../transport";
 import { sleep, Wakeup } from "./wakeup";
 
 export const DEFAULT_TTL_MS = 5000;
-const FIRST_REGISTER_TIMEOUT_MS = 3000;
+// The lab starts the broker and its dependents side by side (lab.yaml `depends_on: {broker:
+// started}`): READY waits for the first registration (READY means discoverable), up to this long,
+// within the supervisor's READY timeout (15 s by default). Until then retries come at most
+// FIRST_BACKOFF_MAX_MS apart, so a broker that just started is found at once.
+const FIRST_REGISTER_TIMEOUT_MS = 10000;
+const FIRST_BACKOFF_MAX_MS = 250;
 const REGISTER_TIMEOUT_MS = 2000;
 const DEREGISTER_TIMEOUT_MS = 1000;
 const KEEPALIVE_FRACTION = 3; // renew three times per TTL
@@ -80,7 +85,7 @@ export class Registration {
       }
       this.leaseId = "";
       await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      backoff = Math.min(backoff * 2, this.registrations ? BACKOFF_MAX_MS : FIRST_BACKOFF_MAX_MS);
     }
   }
 
