@@ -111,6 +111,18 @@ def test_lab_without_lease_stops_after_linger() -> None:
     assert table.should_stop(5.0)
 
 
+def test_linger_of_an_unclaimed_lab_counts_from_publishing() -> None:
+    # Start-up took 3 s of a 2 s linger: nobody could take a lease yet, so the lab must not stop.
+    table = LeaseTable(linger_s=2.0, now=0.0)
+    table.published(now=3.0)
+    assert not table.should_stop(4.9)
+    assert table.should_stop(5.0)
+    lease = table.acquire("kernel 1", ttl_s=10.0, now=0.5)
+    table.published(now=3.0)  # a lease taken already: publishing changes nothing
+    assert table.count == 1 and not table.should_stop(10.4)
+    assert lease.expires_at == 10.5
+
+
 def test_lease_keeps_lab_alive_and_linger_starts_at_expiry() -> None:
     table = LeaseTable(linger_s=5.0, now=0.0)
     lease = table.acquire("kernel 1", ttl_s=2.0, now=1.0)

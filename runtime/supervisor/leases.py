@@ -43,6 +43,15 @@ class LeaseTable:
         # No lease yet counts as idle since start: a lab nobody attaches to goes away.
         self.idle_since: float | None = now
 
+    def published(self, now: float) -> None:
+        """The lab can be found from ``now`` on: an unclaimed lab lingers from here, not from start.
+
+        Start-up (imports, spawning the services) may take longer than a short linger_s on a busy
+        machine; nobody could take a lease before the daemon published its address.
+        """
+        if not self._leases:
+            self.idle_since = now
+
     def acquire(self, holder: str, ttl_s: float, now: float) -> Lease:
         """A new lease for ``holder`` valid for ``ttl_s`` seconds (clamped to sane bounds)."""
         ttl = min(max(ttl_s or DEFAULT_TTL_S, MIN_TTL_S), MAX_TTL_S)
