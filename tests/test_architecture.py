@@ -29,7 +29,12 @@ FIRST_PARTY = ("runtime", "widgets", "calculator")
 CONTRACTS = ("runtime.v1.*", "runtime.errors.*", "runtime.identity.*", "runtime.liveness.*")
 # Modules at the root of runtime/services/ that every service shares; any other
 # runtime.services.<name> is one service's package, which no other service may import.
-SERVICES_SHARED = ("runtime.services", "runtime.services.main", "runtime.services.watchers")
+SERVICES_SHARED = (
+    "runtime.services",
+    "runtime.services.main",
+    "runtime.services.store_service",
+    "runtime.services.watchers",
+)
 SERVICE_MAY_IMPORT = (
     *CONTRACTS,
     "runtime.client.*",

@@ -30,8 +30,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.agent import Agent
-from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.store_choice import store_from_env
 from runtime.errors import listing
 from runtime.identity import CONFIG_GRPC_SERVICE, Identity
@@ -43,6 +41,7 @@ from runtime.services.config.store import (
     VersionConflict,
     check_name,
 )
+from runtime.services.store_service import serve_with_store
 from runtime.v1 import config_pb2, config_pb2_grpc
 
 log = logging.getLogger("runtime.services.config")
@@ -172,7 +171,8 @@ class ConfigService(config_pb2_grpc.ConfigServiceServicer):
         if ns == EVERY_NAMESPACE:
             if key:
                 await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"a key needs a namespace; {EVERY_NAMESPACE!r} takes no key"
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"a key needs a namespace; {EVERY_NAMESPACE!r} takes no key",
                 )
             ns = ""
         try:
@@ -212,16 +212,11 @@ def make_store(identity: Identity) -> ConfigBackend:
 
 async def main() -> None:
     """Serve the config service through the agent until SIGTERM."""
-    identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
-    store = make_store(identity)
-    try:
-        agent = Agent(
-            [CONFIG_GRPC_SERVICE],
-            default_service=SERVICE_NAME,
-            identity=identity,
-            interceptors=[StoreStatusInterceptor()],
-        )
-        config_pb2_grpc.add_ConfigServiceServicer_to_server(ConfigService(store), agent.server)
-        await agent.run()
-    finally:
-        await store.close()
+    await serve_with_store(
+        CONFIG_GRPC_SERVICE,
+        SERVICE_NAME,
+        make_store,
+        lambda store, server: config_pb2_grpc.add_ConfigServiceServicer_to_server(
+            ConfigService(store), server
+        ),
+    )

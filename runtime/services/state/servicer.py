@@ -26,14 +26,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.agent import Agent
-from runtime.agent.store_status import StoreStatusInterceptor
 from runtime.client.store_choice import store_from_env
 from runtime.errors import quote
 from runtime.identity import STATE_GRPC_SERVICE, Identity
 from runtime.services.state.backend import StateBackend, make_backend
 from runtime.services.state.locks import LockGone, LockProblem, UnknownLock
 from runtime.services.state.store import StateProblem, check_key
+from runtime.services.store_service import serve_with_store
 from runtime.v1 import state_pb2, state_pb2_grpc
 
 log = logging.getLogger("runtime.services.state")
@@ -142,16 +141,9 @@ def make_store(identity: Identity) -> StateBackend:
 
 async def main() -> None:
     """Serve the state service through the agent until SIGTERM."""
-    identity = Identity.from_env(default_service=SERVICE_NAME)  # read once; the agent gets it too
-    store = make_store(identity)
-    try:
-        agent = Agent(
-            [STATE_GRPC_SERVICE],
-            default_service=SERVICE_NAME,
-            identity=identity,
-            interceptors=[StoreStatusInterceptor()],
-        )
-        state_pb2_grpc.add_StateServiceServicer_to_server(StateService(store), agent.server)
-        await agent.run()
-    finally:
-        await store.close()
+    await serve_with_store(
+        STATE_GRPC_SERVICE,
+        SERVICE_NAME,
+        make_store,
+        lambda store, server: state_pb2_grpc.add_StateServiceServicer_to_server(StateService(store), server),
+    )
