@@ -116,9 +116,10 @@ class LogDB:
                 c.execute("ROLLBACK")
                 raise
             if entries:
+                # Two streams commit their numbered entries in the order their calls end, not
+                # always in numbering order: keep the true bounds.
                 self.last_seq = max(self.last_seq, entries[-1].sequence)
-                if not self.min_seq:
-                    self.min_seq = entries[0].sequence
+                self.min_seq = min(self.min_seq, entries[0].sequence) if self.min_seq else entries[0].sequence
             if self.last_seq - self.min_seq + 1 > self.retention + RETENTION_SLACK:
                 self._prune()
 

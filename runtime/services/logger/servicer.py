@@ -28,7 +28,7 @@ from runtime.v1 import logger_pb2, logger_pb2_grpc
 
 SERVICE_NAME = "logger"
 # StreamLogs commits in batches of this many entries, with at most this many batches in flight.
-INGEST_BATCH = 2000
+INGEST_BATCH = 100  # commit once this many arrived: a call's ack waits only for the rest
 INGEST_IN_FLIGHT = 4
 QUERY_THREADS = 2
 QUERY_CARRIER = 500  # entries per carrier message when a query asks for batched answers
@@ -51,20 +51,17 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
         loop = asyncio.get_running_loop()
         accepted = truncated = 0
         last_seq = 0
-        batch: list[logger_pb2.LogEntry] = []
+        batch: list[logger_pb2.LogEntry] = []  # numbered and published, not yet committed
+        batch_cut = 0
         in_flight: list[tuple[asyncio.Future[None], int, int]] = []
         n = 0
 
-        def submit(entries: list[logger_pb2.LogEntry]) -> None:
-            nonlocal last_seq
-            # Number and publish on arrival (live tails do not wait for the disk); commit on
-            # the writer thread; count as accepted only once committed.
-            cut = self.store.number(entries)
-            self.subs.publish(entries)
+        def submit(entries: list[logger_pb2.LogEntry], cut: int) -> None:
+            # Already numbered and published; commit on the writer thread, count as accepted
+            # only once committed.
             in_flight.append(
                 (loop.run_in_executor(self._writer, self.store.persist, entries), len(entries), cut)
             )
-            last_seq = entries[-1].sequence
 
         async def settle(keep: int) -> None:
             nonlocal accepted, truncated
@@ -81,19 +78,24 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
                 problem = entry_problem(entry)
                 if problem:
                     if batch:
-                        submit(batch)
+                        submit(batch, batch_cut)
                     await settle(0)
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"entry {n} of this stream {problem}; {accepted} earlier entries were stored",
                     )
+            # Numbered and published on arrival: a shipper keeps one call open for a steady
+            # stream (runtime/client/logship.py, SESSION_S), and live tails must not wait for it.
+            batch_cut += self.store.number(entries)
+            self.subs.publish(entries)
+            last_seq = entries[-1].sequence
             batch.extend(entries)
             if len(batch) >= INGEST_BATCH:
-                submit(batch)
-                batch = []
+                submit(batch, batch_cut)
+                batch, batch_cut = [], 0
                 await settle(INGEST_IN_FLIGHT)
         if batch:
-            submit(batch)
+            submit(batch, batch_cut)
         await settle(0)
         return logger_pb2.LogAck(
             accepted=accepted,

@@ -95,7 +95,7 @@ class LogStore:
         return truncated
 
     def persist(self, entries: list[logger_pb2.LogEntry]) -> None:
-        """Commit numbered entries to SQLite (call in numbering order, from one thread)."""
+        """Commit numbered entries to SQLite (from one thread; concurrent streams may commit out of order)."""
         if self.db is not None:
             self.db.insert(entries)
 
