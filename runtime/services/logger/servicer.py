@@ -71,29 +71,38 @@ class LoggerService(logger_pb2_grpc.LoggerServiceServicer):
                 accepted += count
                 truncated += cut
 
-        async for message in request_iterator:
-            entries = list(message.batch) if message.batch else [message]
-            for entry in entries:
-                n += 1
-                problem = entry_problem(entry)
-                if problem:
-                    if batch:
-                        submit(batch, batch_cut)
-                    await settle(0)
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"entry {n} of this stream {problem}; {accepted} earlier entries were stored",
-                    )
-            # Numbered and published on arrival: a shipper keeps one call open for a steady
-            # stream (runtime/client/logship.py, SESSION_S), and live tails must not wait for it.
-            batch_cut += self.store.number(entries)
-            self.subs.publish(entries)
-            last_seq = entries[-1].sequence
-            batch.extend(entries)
-            if len(batch) >= INGEST_BATCH:
+        try:
+            async for message in request_iterator:
+                entries = list(message.batch) if message.batch else [message]
+                for entry in entries:
+                    n += 1
+                    problem = entry_problem(entry)
+                    if problem:
+                        if batch:
+                            submit(batch, batch_cut)
+                            batch = []
+                        await settle(0)
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            f"entry {n} of this stream {problem}; {accepted} earlier entries were stored",
+                        )
+                # Numbered and published on arrival: a shipper keeps one call open for a steady
+                # stream (runtime/client/logship.py, SESSION_S), and live tails must not wait for it.
+                batch_cut += self.store.number(entries)
+                self.subs.publish(entries)
+                last_seq = entries[-1].sequence
+                batch.extend(entries)
+                if len(batch) >= INGEST_BATCH:
+                    submit(batch, batch_cut)
+                    batch, batch_cut = [], 0
+                    await settle(INGEST_IN_FLIGHT)
+        except BaseException:
+            # The call broke (the sender went away, or cancelled it): what was numbered is in the
+            # ring and went to live tails, so it is committed too (the sender, unacknowledged,
+            # replays it: at-least-once, as after a logger that dies between commit and ack).
+            if batch:
                 submit(batch, batch_cut)
-                batch, batch_cut = [], 0
-                await settle(INGEST_IN_FLIGHT)
+            raise
         if batch:
             submit(batch, batch_cut)
         await settle(0)
