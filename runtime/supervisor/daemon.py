@@ -40,6 +40,7 @@ import grpc
 from runtime.client import malformed
 from runtime.client.auth import server_interceptor, token_path
 from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK, SUPERVISOR_GRPC_SERVICE, WEB_SERVICE
+from runtime.supervisor import bytecode
 from runtime.supervisor.config import LabConfig
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
@@ -252,6 +253,7 @@ class Daemon:
             asyncio.create_task(sample_forever(self.manager.select)),
             asyncio.create_task(self._watch_leases()),
             asyncio.create_task(self._keep_info(info)),
+            asyncio.create_task(self._write_bytecode()),
         ]
         try:
             await started
@@ -296,6 +298,16 @@ class Daemon:
                 origins=CachedOrigins(self._web_origins),
             )
         )
+
+    async def _write_bytecode(self) -> None:
+        # Off the start-up path: once nothing is starting (or after SETTLE_MAX_S), on a thread.
+        deadline = time.monotonic() + bytecode.SETTLE_MAX_S
+        while time.monotonic() < deadline and any(
+            i.state in (pb.PROCESS_STATE_STARTING, pb.PROCESS_STATE_WAITING) for i in self.manager.select()
+        ):
+            await asyncio.sleep(bytecode.SETTLE_POLL_S)
+        packages = bytecode.python_packages(self.config)
+        await asyncio.to_thread(bytecode.compile_packages, self.config.project_root, packages)
 
     async def _web_origins(self) -> set[str]:
         # The lab's own web page may call over CORS: the origins of its `web` instances.
