@@ -22,6 +22,7 @@ Modules, one noun each:
     metrics   CPU/RSS per process tree
     service   the gRPC servicer
     daemon    lock, supervisor.json, signals, lifetime
+    bytecode  compiles the lab's own packages once it runs (read by the next service starts)
 """
 
 from __future__ import annotations
