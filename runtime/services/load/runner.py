@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -94,7 +95,9 @@ class LoadRun:
         self.summary: load_pb2.LoadSummary | None = None
         self.done = asyncio.Event()
         self._request = method.request(plan.payload)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()  # the closed loop's workers
+        self._calls: set[grpc.aio.UnaryUnaryCall] = set()  # the open loop's calls on the wire
+        self._calls_done = asyncio.Event()  # set when the last open-loop call answered
         self._slot_free = asyncio.Event()
         self._stopping = False
         self._start_s = 0.0
@@ -171,7 +174,7 @@ class LoadRun:
                 rec.expired(now - due)  # its deadline passed before a slot was free
                 i += 1
                 continue
-            if len(self._in_flight) >= plan.concurrency:
+            if len(self._calls) >= plan.concurrency:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -185,7 +188,8 @@ class LoadRun:
 
     def _send(self, i: int, due: float) -> None:
         member = self._pick()
-        lag = self.clock() - due
+        now = self.clock()
+        lag = now - due
         # Counted now, in the interval that dispatched it: counted when its task first ran, a
         # request dispatched before a tick could land after it, in a sliver of an interval.
         self.recorder.sent(lag)
@@ -193,13 +197,56 @@ class LoadRun:
             # Nobody to send to right now (all gone, none restarted yet): a failure, and on we go.
             self.recorder.done(lag, NO_INSTANCE)
             return
-        task = asyncio.get_running_loop().create_task(self._call(member, i, due))
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
+        # The call itself is the request's only task (grpc.aio makes one per call): its answer
+        # comes to a done callback, not to a coroutine of ours awaiting it. One task and two
+        # loop callbacks fewer per request than ``await stub(...)`` in a task of our own.
+        try:
+            call = self._stub(member.instance.address)(
+                self._request,
+                timeout=max(
+                    0.001, due + self.plan.timeout_s - now
+                ),  # the deadline counts from the intended time
+                metadata=self._metadata(i),
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. a channel closed under us: count it, go on
+            log.debug("call %d failed: %r", i, exc)
+            self.recorder.done(self.clock() - due, "UNKNOWN")
+            return
+        self._calls.add(call)
+        call.add_done_callback(functools.partial(self._answered, due))
+
+    def _answered(self, due: float, call: grpc.aio.UnaryUnaryCall) -> None:
+        self._calls.discard(call)
+        self._slot_free.set()
+        if not self._calls:
+            self._calls_done.set()
+        latency = self.clock() - due
+        if call.cancelled():
+            self.recorder.done(latency, "CANCELLED")
+        elif call._cython_call.is_ok():  # noqa: SLF001 - the status, read without a coroutine
+            self.recorder.done(latency, "")
+        else:  # a failure: its code needs a coroutine (rare; a bounded number at once)
+            task = asyncio.get_running_loop().create_task(self._failed(call, latency))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _failed(self, call: grpc.aio.UnaryUnaryCall, latency: float) -> None:
+        try:
+            code = (await call.code()).name
+        except Exception:  # noqa: BLE001
+            code = "UNKNOWN"
+        self.recorder.done(latency, code)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._slot_free.set()
+
+    def _metadata(self, i: int) -> grpc.aio.Metadata:
+        if not self.plan.correlation_prefix:
+            return self._auth
+        return grpc.aio.Metadata(
+            *self._auth_pairs, (CORRELATION_HEADER, f"{self.plan.correlation_prefix}{i}")
+        )
 
     def _pick(self) -> Member[Any] | None:
         rotation = self.channel.rotation
@@ -215,11 +262,7 @@ class LoadRun:
     async def _call(self, member: Member[Any], i: int, due: float) -> None:
         clock = self.clock
         stub = self._stub(member.instance.address)
-        metadata = self._auth
-        if self.plan.correlation_prefix:
-            metadata = grpc.aio.Metadata(
-                *self._auth_pairs, (CORRELATION_HEADER, f"{self.plan.correlation_prefix}{i}")
-            )
+        metadata = self._metadata(i)
         code = ""
         try:
             # The deadline counts from the intended send time too.
@@ -258,6 +301,18 @@ class LoadRun:
         self._stubs.clear()
 
     async def _drain(self, timeout_s: float) -> None:
+        # Open-loop calls: wait for their answers up to ``timeout_s``, then cancel the rest (their
+        # done callbacks count them CANCELLED). Then the closed loop's workers, likewise.
+        if self._calls and timeout_s > 0:
+            self._calls_done.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calls_done.wait(), timeout_s)
+        for call in list(self._calls):
+            call.cancel()
+        for _ in range(100):  # a cancelled call's callback comes within a loop turn or two
+            if not self._calls:
+                break
+            await asyncio.sleep(0.001)
         if not self._in_flight:
             return
         pending = set(self._in_flight)
