@@ -344,7 +344,9 @@ class Lab:
     # -- flat aliases: the one call a chapter is built around ---------------------------------
 
     def start_load(self, target: str, rps: int = 100, duration_s: int = 10, **options: Any) -> LoadTest:
-        """``lab.load.start(...)``: start an open-loop load test (see there for every option).
+        """``lab.load.start(...)``: start a load test (see there for every option).
+
+        ``mode="open"`` (the default) sends on a fixed schedule, ``mode="closed"`` waits for each answer.
 
         Example:
             >>> test = lab.start_load("calculator", rps=200, duration_s=5)   # doctest: +SKIP
