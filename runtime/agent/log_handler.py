@@ -56,8 +56,11 @@ def level_of(levelno: int) -> int:
 def metadata_of(record: logging.LogRecord) -> dict[str, str]:
     """The record's ``extra`` fields as strings (a dict value is spread into its keys)."""
     meta = {"logger": record.name}
+    extra = record.__dict__.keys() - _STANDARD_ATTRS  # one set difference in C: usually empty
+    if not extra:
+        return meta
     for key, value in record.__dict__.items():
-        if key in _STANDARD_ATTRS or key.startswith("_"):
+        if key not in extra or key.startswith("_"):
             continue
         if isinstance(value, dict):
             for k, v in value.items():
@@ -89,6 +92,45 @@ def entry_from_record(record: logging.LogRecord, service: str, instance_id: str)
     )  # fmt: skip
 
 
+class _EntryMaker:
+    """``entry_from_record`` for one service instance, cheaper for the common record.
+
+    A record without ``extra`` fields (``log.info("%s = %s", text, result)``, the calculator's
+    line per call) has the same service, instance, source and metadata as every other record of
+    its logger: those are copied from a template per logger name (CopyFrom: 1.7 us) instead of
+    building the metadata map anew (a LogEntry with a map from keywords: 4.9 us).
+    """
+
+    _MAX_TEMPLATES = 256  # logger names; more (unlikely) are built the plain way
+
+    def __init__(self, service: str, instance_id: str) -> None:
+        self.service = service
+        self.instance_id = instance_id
+        self._templates: dict[str, logger_pb2.LogEntry] = {}
+
+    def __call__(self, record: logging.LogRecord) -> logger_pb2.LogEntry:
+        if record.__dict__.keys() - _STANDARD_ATTRS:
+            return entry_from_record(record, self.service, self.instance_id)  # extra fields: metadata
+        template = self._templates.get(record.name)
+        if template is None:
+            if len(self._templates) >= self._MAX_TEMPLATES:
+                return entry_from_record(record, self.service, self.instance_id)
+            template = logger_pb2.LogEntry(
+                service_name=self.service, instance_id=self.instance_id, source="logging",
+                metadata={"logger": record.name},
+            )  # fmt: skip
+            self._templates[record.name] = template
+        entry = logger_pb2.LogEntry()
+        entry.CopyFrom(template)
+        entry.level = level_of(record.levelno)  # type: ignore[assignment]
+        entry.message = message_of(record)
+        created = record.created
+        entry.timestamp = int(created * 1000)
+        entry.timestamp_us = int(created * 1_000_000)
+        entry.correlation_id = getattr(record, "correlation_id", "") or correlation.current()
+        return entry
+
+
 class ShippingHandler(logging.Handler):
     """A logging.Handler that queues records on a LogShipper; emit() never waits on the network."""
 
@@ -97,13 +139,14 @@ class ShippingHandler(logging.Handler):
         self.shipper = shipper
         self.service = service
         self.instance_id = instance_id
+        self._entry = _EntryMaker(service, instance_id)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record (records logged by the shipper's own thread are skipped: no loops)."""
         if threading.current_thread() is self.shipper.thread:
             return
         try:
-            self.shipper.emit(entry_from_record(record, self.service, self.instance_id))
+            self.shipper.emit(self._entry(record))
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
 
