@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from runtime.services.logger.filter import Selector, sort_key
 from runtime.v1 import logger_pb2
@@ -43,9 +43,32 @@ CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(message, content='logs', 
 _COLUMNS = "seq, ts, ts_us, service, instance, level, message, correlation_id, source, metadata"
 
 
+# One encoder, made once: json.dumps with a keyword builds a new JSONEncoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_META_CACHE_MAX = 1024
+_meta_cache: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def metadata_json(metadata: Mapping[str, str]) -> str:
+    """An entry's metadata as the JSON the table stores.
+
+    Most entries repeat a few metadata maps ({"logger": "calculator.server"}, a child's pid and
+    stream): their text is kept in a bounded cache (cleared when full), on the writer thread only.
+    """
+    if not metadata:
+        return "{}"
+    key = tuple(metadata.items())
+    text = _meta_cache.get(key)
+    if text is None:
+        if len(_meta_cache) >= _META_CACHE_MAX:
+            _meta_cache.clear()
+        text = _meta_cache[key] = _encode(dict(key))
+    return text
+
+
 def row_of(e: logger_pb2.LogEntry) -> tuple[object, ...]:
     """The table row of a numbered entry."""
-    meta = json.dumps(dict(e.metadata), ensure_ascii=False) if e.metadata else "{}"
+    meta = metadata_json(e.metadata)
     ts_us = e.timestamp_us or e.timestamp * 1000
     return (
         e.sequence, e.timestamp, ts_us, e.service_name, e.instance_id, e.level,
