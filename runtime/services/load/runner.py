@@ -250,13 +250,16 @@ class LoadRun:
 
     def _pick(self) -> Member[Any] | None:
         rotation = self.channel.rotation
-        for _ in range(len(rotation.instances()) or 1):
-            member = rotation.pick()
-            if member is None:
-                return None
+        member = rotation.pick()  # the common case: the next one will do (no list of instances)
+        tries = 1
+        while member is not None:
             inst = member.instance
             if is_loopback(inst.address) and (not self.plan.role or inst.role == self.plan.role):
                 return member
+            if tries >= len(rotation.instances()):
+                return None  # a whole round and nobody fits
+            member = rotation.pick()
+            tries += 1
         return None
 
     async def _call(self, member: Member[Any], i: int, due: float) -> None:
