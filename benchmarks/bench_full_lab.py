@@ -268,7 +268,7 @@ def wait_in_lookups(lab: Lab, service: str, timeout_s: float = LOOKUP_WAIT_S) ->
     while True:
         if len(lab.lookup(service)):
             waited = time.perf_counter() - t0
-            return waited, transitions(lab, service) if waited > 0.01 else ""
+            return waited, transitions(lab, service) if waited >= 0.1 else ""
         if time.perf_counter() - t0 > timeout_s:
             raise RuntimeError(
                 f"{service} not in lookups {timeout_s:.0f} s after ghz: {transitions(lab, service)}"
