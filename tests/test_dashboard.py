@@ -1,6 +1,7 @@
 """`make dashboard` in a browser: Voila serves notebooks/dashboard.ipynb (MissionControl), attached to
 a running lab. Debian's Chromium (Playwright) sees "no lab" before the lab starts, then every tile
-healthy, clicks a calculator's kill button, sees the tile turn red and then green again.
+healthy and both charts drawn (read from the plotly divs in the page), clicks a calculator's kill
+button, sees the tile turn red and then green again and the kill marked on the latency chart.
 Screenshots stay in test-artifacts/mission-control/."""
 
 from __future__ import annotations
@@ -75,6 +76,43 @@ def colour(page, instance: str) -> str:
     return page.locator(f".mc-tile[data-instance='{instance}']").get_attribute("data-color") or ""
 
 
+# What a chart holds in the page: the plotly div's own data (points per trace, by trace name) and
+# what it drew (marker points and line paths in its SVG).
+CHART_STATE = """(selector) => {
+    const el = document.querySelector(selector);  // the widget's element is the plotly div
+    const gd = el && (el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot'));
+    if (!gd || !gd.data) return null;
+    const points = {};
+    for (const t of gd.data) points[t.name] = (t.x || []).length;
+    const drawn = gd.querySelectorAll('.scatterlayer .point').length
+        + Array.from(gd.querySelectorAll('.scatterlayer path.js-line'))
+            .filter((p) => (p.getAttribute('d') || '').length > 2).length;
+    return {points, drawn};
+}"""
+CHART_S = 30.0  # a live chart fills within a redraw or two (probe twice a second, tick 1 s)
+
+
+def chart_state(page, selector: str) -> dict:
+    return page.evaluate(CHART_STATE, selector) or {}
+
+
+def expect_chart_drawn(page, selector: str, trace: str, shot: Path) -> dict:
+    """Scroll to the chart; wait until its ``trace`` has points in the page and the SVG drew them."""
+    # The page's own scrolling: the chart's contents are redrawn every second, so Playwright's
+    # element actions (which wait for a stable element) would wait on and on.
+    page.evaluate("(s) => document.querySelector(s).scrollIntoView({block: 'center'})", selector)
+    deadline = time.monotonic() + CHART_S
+    state = chart_state(page, selector)
+    while not (state.get("points", {}).get(trace) and state.get("drawn")):
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(shot))
+            raise AssertionError(f"{selector} stayed empty in the page ({trace!r} has no points): {state}")
+        page.wait_for_timeout(250)
+        state = chart_state(page, selector)
+    page.screenshot(path=str(shot))  # the viewport, the chart in its middle
+    return state
+
+
 @pytest.mark.timeout(300)  # two page loads, each a kernel that imports the runtime (slow when busy)
 def test_dashboard_shows_the_lab_and_a_kill_turns_a_tile_red_then_green(dashboard: str, lab_factory) -> None:
     sync_api = need_browser()
@@ -100,7 +138,12 @@ def test_dashboard_shows_the_lab_and_a_kill_turns_a_tile_red_then_green(dashboar
                     expect(page.locator(f".mc-tile[data-instance='{instance}']")).to_have_attribute(
                         "data-color", "green"
                     )
-                page.wait_for_timeout(2500)  # the charts fill: probe samples, timeline bars
+                # Both charts drawn (they stayed blank now and then on a busy machine): the timeline
+                # has a row of squares per instance, the latency chart the probe's line.
+                timeline = expect_chart_drawn(page, ".mc-timeline", "HEALTHY", shots / "timeline.png")
+                assert timeline["points"]["HEALTHY"] >= len(lab.status()), timeline
+                expect_chart_drawn(page, ".mc-latency", "probe latency (ms)", shots / "latency.png")
+                page.evaluate("() => window.scrollTo(0, 0)")
                 page.screenshot(path=str(shots / "all-healthy.png"), full_page=True)
 
                 old_pid = int(lab.status().set_index("instance").pid["calculator-1"])
@@ -113,9 +156,11 @@ def test_dashboard_shows_the_lab_and_a_kill_turns_a_tile_red_then_green(dashboar
                 assert new_pid != old_pid
                 expect(tile).to_contain_text(f"pid {new_pid}")
                 expect(tile).to_contain_text("restarts 1")
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(shots / "recovered-green.png"), full_page=True)
                 assert all(colour(page, i) == "green" for i in CALCULATORS)
+                # The live charts went on: the kill is a marker on the latency chart.
+                expect_chart_drawn(page, ".mc-latency", "kills", shots / "latency-after-kill.png")
+                expect_chart_drawn(page, ".mc-timeline", "HEALTHY", shots / "timeline-after-kill.png")
+                page.screenshot(path=str(shots / "recovered-green.png"), full_page=True)
             except Exception:
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(shots / "failure.png"), full_page=True)

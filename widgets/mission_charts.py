@@ -1,9 +1,13 @@
 """MissionControl's two charts: the health timeline and the latency/RPS chart with event markers.
 
 Pure where it can be: ``timeline_segments`` turns health transitions into bars over a moving
-window (so a test can feed it a scripted history), the figure builders make FigureWidgets with a
-fixed set of traces, and ``paint_*`` set their x/y in one ``batch_update`` (no trace is added or
-removed while live, which keeps every redraw one small message).
+window (so a test can feed it a scripted history), the figure builders make charts with a fixed
+set of traces, and ``paint_*`` set their x/y in one ``batch_update`` and push the figure.
+
+The charts are ``view_base.PlotlyOutput``s, not FigureWidgets: a FigureWidget's browser view
+starts from the figure as it was built and relies on every later delta reaching it; in the Voila
+dashboard both charts stayed blank on a loaded machine while the tiles updated. A PlotlyOutput's
+widget state is the whole current figure, whenever the page renders it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import datetime
 import plotly.graph_objects as go
 
 from widgets.health_view import STATE_COLORS
+from widgets.view_base import PlotlyOutput
 
 TIMELINE_STATES = ("HEALTHY", "DEGRADED", "STARTING", "UNHEALTHY", "UNKNOWN")
 MARKER_STYLE = {  # kind -> (colour, symbol)
@@ -57,51 +62,51 @@ def timeline_segments(
     return out
 
 
-TIMELINE_POINTS = 120  # points across the window per instance: a row of squares reads as a bar
+TIMELINE_LINE_PX = 14  # a thick line per period reads as a bar
 
 
-def timeline_widget(title: str = "Health per instance (last 2 minutes)") -> go.FigureWidget:
-    """An empty timeline: one trace per health state, drawn as a row of squares per instance.
+def timeline_widget(title: str = "Health per instance (last 2 minutes)") -> PlotlyOutput:
+    """An empty timeline: one trace per health state, a thick line per period on each instance's row.
 
-    (Squares sampled along each period rather than bars or gapped lines: both of those failed to
-    draw in the browser's FigureWidget when updated live, squares are plain scatter updates.)
+    (The periods of one state are one gapped line: a few SVG paths, cheap to draw again every
+    second. As a FigureWidget updated live they did not draw; the whole-figure push does.)
     """
     traces = [
         go.Scatter(
-            name=state, mode="markers", x=[], y=[], hoverinfo="name+y",
-            marker=dict(color=STATE_COLORS[state], symbol="square", size=11),
+            name=state, mode="lines", x=[], y=[], hoverinfo="name+y", connectgaps=False,
+            line=dict(color=STATE_COLORS[state], width=TIMELINE_LINE_PX),
         )
         for state in TIMELINE_STATES
     ]  # fmt: skip
-    return go.FigureWidget(
+    fig = go.Figure(
         data=traces,
         layout=go.Layout(
             title=title, height=260, margin=dict(t=40, b=30, l=110), xaxis=dict(type="date"),
             yaxis=dict(type="category", autorange="reversed"), legend=dict(orientation="h", y=-0.2),
         ),
     )  # fmt: skip
+    return PlotlyOutput(fig, "mc-timeline")
 
 
 def paint_timeline(
-    fig: go.FigureWidget, segments: dict[str, list[tuple[str, float, float]]], now: float, window_s: float
+    fig: PlotlyOutput, segments: dict[str, list[tuple[str, float, float]]], now: float, window_s: float
 ) -> None:
-    """Set the timeline's traces from ``timeline_segments`` and slide its x range to ``now``."""
-    step = window_s / TIMELINE_POINTS
+    """Set the timeline's traces from ``timeline_segments``, slide its x range to ``now``, push it."""
     with fig.batch_update():
         for trace in fig.data:
-            xs: list[str] = []
-            ys: list[str] = []
+            xs: list[str | None] = []
+            ys: list[str | None] = []
             for instance, lo, hi in segments.get(trace.name, []):
-                n = max(1, int((hi - lo) / step))
-                xs += [_ms(lo + k * (hi - lo) / n) for k in range(n)]
-                ys += [instance] * n
+                xs += [_ms(lo), _ms(hi), None]  # None: a gap before the next period
+                ys += [instance, instance, None]
             trace.x, trace.y = xs, ys
         fig.layout.xaxis.range = [_ms(now - window_s), _ms(now)]
         instances = {i for segs in segments.values() for i, _, _ in segs}
         fig.layout.height = max(200, 90 + 22 * len(instances))
+    fig.push()
 
 
-def latency_widget(title: str) -> go.FigureWidget:
+def latency_widget(title: str) -> PlotlyOutput:
     """The live chart: probe latency, load p99, load RPS (right axis), and one marker trace per kind."""
     traces = [
         go.Scatter(name="probe latency (ms)", mode="lines", x=[], y=[], line=dict(color="#1565c0")),
@@ -123,7 +128,7 @@ def latency_widget(title: str) -> go.FigureWidget:
             go.Scatter(name=f"{kind}s", mode="markers", x=[], y=[], text=[], hoverinfo="text+x",
                        marker=dict(color=color, size=12, symbol=symbol, line=dict(width=2, color=color)))
         )  # fmt: skip
-    return go.FigureWidget(
+    fig = go.Figure(
         data=traces,
         layout=go.Layout(
             title=title, height=320, margin=dict(t=40, b=30), xaxis=dict(type="date"),
@@ -132,10 +137,11 @@ def latency_widget(title: str) -> go.FigureWidget:
             legend=dict(orientation="h", y=-0.2),
         ),
     )  # fmt: skip
+    return PlotlyOutput(fig, "mc-latency")
 
 
 def paint_latency(
-    fig: go.FigureWidget,
+    fig: PlotlyOutput,
     probe: Sequence[tuple[float, float, str, str]],
     load: Sequence[tuple[float, float, float]],
     markers: Sequence[Marker],
@@ -162,6 +168,7 @@ def paint_latency(
             trace.y = [top * 1.05] * len(mine)
             trace.text = [m[2] for m in mine]
         fig.layout.xaxis.range = [_ms(start), _ms(now)]
+    fig.push()
 
 
 def _ms(t: float) -> str:

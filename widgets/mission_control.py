@@ -104,8 +104,8 @@ class MissionControl(ViewBase):
                 self.status_line,
                 self.errors,
                 self.tiles.box,
-                self.timeline,
-                self.chart,
+                self.timeline.widget,
+                self.chart.widget,
                 widgets.HBox([self.chaos.box, self.logs.box]),
             ]
         )

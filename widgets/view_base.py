@@ -11,7 +11,9 @@ exception there ends up in the browser console where nobody looks. So every view
 - ``tick_s`` also redraws with no news (a timeline keeps advancing with the clock);
 - an exception in ``redraw()``, a callback or a button handler is shown *inside the widget*
   (``self.errors``, an HTML line with the exception text) and the view keeps going;
-- ``close()`` stops the thread and every watch the view registered with ``keep()``.
+- ``close()`` stops the thread and every watch the view registered with ``keep()``;
+- a live plotly chart is a ``PlotlyOutput``: its widget state is the whole current figure, so a
+  view rendered later (a Voila page, a reopened notebook) shows the current data.
 
     class Clock(ViewBase):
         def __init__(self) -> None:
@@ -27,13 +29,16 @@ exception there ends up in the browser console where nobody looks. So every view
 from __future__ import annotations
 
 import html
+import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 from IPython.display import display
 
 from widgets.sources import Stoppable
@@ -42,6 +47,8 @@ MAX_REDRAWS_PER_S = 4  # the widget comm and the browser fall behind above a few
 MIN_REDRAW_S = 1.0 / MAX_REDRAWS_PER_S
 ERRORS_KEPT = 5  # the last few error lines shown in the view; older ones go
 JOIN_S = 5.0
+PLOTLY_MIME = "application/vnd.plotly.v1+json"  # what plotly's own renderer draws (JupyterLab, Voila)
+CHART_PUSH_S = 1.0  # a chart is sent whole: at most once a second (a view's tick redraws anyway)
 
 T = TypeVar("T")
 
@@ -54,6 +61,67 @@ def bounded(maxlen: int) -> deque[Any]:
 def stream_output(lines: list[str]) -> dict[str, str]:
     """``lines`` as one stdout output for ``Output.outputs``: the whole bounded buffer in one message."""
     return {"output_type": "stream", "name": "stdout", "text": "\n".join(lines) + ("\n" if lines else "")}
+
+
+class PlotlyOutput:
+    """A plotly chart whose widget state is always the whole current figure: any view draws it.
+
+    Not a ``FigureWidget``: since plotly 6 that is an anywidget which syncs its traces once, when
+    it is built, and every later change as a one-off delta message. A front end that renders the
+    widget later - a Voila page connecting while the kernel already draws, a notebook reopened -
+    starts from the empty figure of construction time, and in Voila its view was seen to apply no
+    later delta either: the dashboard's charts stayed blank while its tiles kept updating. Here
+    the figure goes out as one ``display_data`` output of an ``Output`` widget (plotly's own mime
+    renderer draws it): a view created at any time gets the current figure, and each ``push()``
+    replaces it whole (at most every ``min_push_s``).
+
+    Change the figure through ``data``, ``layout`` and ``batch_update()`` as on a plotly figure,
+    then ``push()``.
+    """
+
+    def __init__(self, figure: go.Figure, css_class: str = "", min_push_s: float = CHART_PUSH_S) -> None:
+        self.figure = figure
+        self.min_push_s = min_push_s
+        self.widget = widgets.Output()
+        if css_class:
+            self.widget.add_class(css_class)
+        self.pushes = 0
+        self._pushed_at = 0.0
+        self.push(force=True)  # drawn (empty) from the start, like a figure
+
+    @property
+    def data(self) -> Any:
+        """The figure's traces."""
+        return self.figure.data
+
+    @property
+    def layout(self) -> Any:
+        """The figure's layout."""
+        return self.figure.layout
+
+    @contextmanager
+    def batch_update(self) -> Iterator[None]:
+        """Group changes (as ``Figure.batch_update``); ``push()`` sends them."""
+        with self.figure.batch_update():
+            yield
+
+    def push(self, force: bool = False) -> bool:
+        """Send the whole figure to every view (unless pushed less than ``min_push_s`` ago)."""
+        now = time.monotonic()
+        if not force and now - self._pushed_at < self.min_push_s:
+            return False
+        self._pushed_at = now
+        spec = json.loads(self.figure.to_json())  # plain JSON: dates, numpy and all
+        spec["config"] = {"displaylogo": False}
+        height = spec.get("layout", {}).get("height")
+        if height and self.widget.layout.min_height != f"{height}px":
+            self.widget.layout.min_height = f"{height}px"  # the page does not jump while it redraws
+        title = self.figure.layout.title.text or "chart"
+        self.widget.outputs = (
+            {"output_type": "display_data", "metadata": {}, "data": {PLOTLY_MIME: spec, "text/plain": title}},
+        )
+        self.pushes += 1
+        return True
 
 
 class ViewBase:
