@@ -42,9 +42,11 @@ def test_ready_confirmed_by_health(lab) -> None:
 
 
 def test_not_serving_is_not_ready(lab) -> None:
-    d = lab({"svc": {"command": child("--not-serving"), "ready_timeout_s": 1.0, "restart": "never", **FAST}})
+    # 3 s: long enough for the child to print READY on a busy machine (it failed with 1 s at load 14,
+    # the reason then being "no READY line"), so the failure is the one under test.
+    d = lab({"svc": {"command": child("--not-serving"), "ready_timeout_s": 3.0, "restart": "never", **FAST}})
     failed = d.wait_event("svc-1", pb.PROCESS_EVENT_KIND_START_FAILED)[0]
-    assert "READY but grpc.health.v1 not SERVING within 1s" in failed.reason
+    assert "READY but grpc.health.v1 not SERVING within 3s" in failed.reason
     assert not d.find_events("svc-1", pb.PROCESS_EVENT_KIND_READY)
     d.wait_state("svc-1", pb.PROCESS_STATE_EXITED)
     assert not pid_alive(failed.pid)
