@@ -33,7 +33,7 @@ from IPython.display import display
 from runtime.errors import LabError
 from widgets.mission_panels import InstancePicker
 from widgets.sources import ChaosSource, ProbeCall
-from widgets.view_base import MIN_REDRAW_S, ViewBase, bounded
+from widgets.view_base import MIN_REDRAW_S, PlotlyOutput, ViewBase, bounded
 
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
@@ -149,7 +149,9 @@ class ChaosPanel(ViewBase):
         self.instance = self.picker.dropdown  # "(all)" or one instance of the service
         self._instances_read = 0.0
         self.status = widgets.HTML("<i>ready</i>")
-        self.figure = go.FigureWidget(
+        # A PlotlyOutput, not a FigureWidget: a view rendered later (a reloaded page) shows the
+        # current samples, not the empty chart the panel started with (see view_base).
+        chart = go.Figure(
             data=[
                 go.Scatter(name="latency", mode="lines+markers", marker=dict(size=4)),
                 go.Scatter(name="failed", mode="markers", marker=dict(color="#c62828", size=9, symbol="x")),
@@ -161,12 +163,13 @@ class ChaosPanel(ViewBase):
                 margin=dict(t=40, b=30),
             ),
         )
+        self.figure = PlotlyOutput(chart, "chaos-latency")
         self.widget = widgets.VBox(
             [
                 widgets.HBox([self.instance, *self.buttons.values()]),
                 self.status,
                 self.errors,
-                self.figure,
+                self.figure.widget,
             ]
         )
         self.probe: LatencyProbe | None = None
@@ -249,3 +252,4 @@ class ChaosPanel(ViewBase):
             line.text = list(ok.served_by)
             failed.x, failed.y = list(bad.time), list(bad.latency_ms)
             failed.text = list(bad.status)
+        self.figure.push()
