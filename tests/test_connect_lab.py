@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
 import struct
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,7 +114,10 @@ def test_errors_have_the_grpc_status_and_message(lab: Lab) -> None:
 
 
 def test_the_token_is_required_here_too(lab: Lab) -> None:
-    for port, path in ((_port(lab, "health"), f"{HEALTH}/CheckHealth"), (_supervisor_port(lab), f"{SUPERVISOR}/ListProcesses")):
+    for port, path in (
+        (_port(lab, "health"), f"{HEALTH}/CheckHealth"),
+        (_supervisor_port(lab), f"{SUPERVISOR}/ListProcesses"),
+    ):
         status, reply = _json(lab, port, path, {}, token=None)
         assert status == 401 and reply["code"] == "unauthenticated"
         assert str(lab.lab_dir / "token") in reply["message"]
@@ -137,11 +142,42 @@ def test_watch_health_streams_a_kill_and_the_recovery(lab: Lab) -> None:
 def test_subscribe_logs_and_supervisor_over_connect(lab: Lab) -> None:
     from calculator.client import CalculatorClient
 
-    stream = _frames(lab, _port(lab, "logger"), f"{LOGGER}/SubscribeLogs", {"correlationId": "req-connect-1"})
+    # SubscribeLogs is a live tail: only what is logged after the stream opened reaches it. The
+    # HTTP request goes out from the reader thread, so calls are repeated until one line arrives
+    # (a call made before the subscription was in place is, rightly, never delivered) and read until
+    # the calculator's own line is there.
+    got: queue.Queue[dict[str, Any] | BaseException] = queue.Queue(maxsize=1)
+    seen: list[dict[str, Any]] = []
+
+    def read() -> None:
+        try:
+            stream = _frames(
+                lab, _port(lab, "logger"), f"{LOGGER}/SubscribeLogs", {"correlationId": "req-connect-1"}
+            )
+            for entry in stream:  # the broker's lookup line, the client's, the server's: in any order
+                seen.append(entry)
+                if entry["serviceName"] == "calculator":
+                    got.put(entry)
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            got.put(exc)
+
+    reader = threading.Thread(target=read, name="connect-log-tail", daemon=True)
+    reader.start()
+    entry: dict[str, Any] | BaseException | None = None
     with CalculatorClient(lab.broker_address, token=lab.token) as calc:
-        calc.add(2, 3, correlation_id="req-connect-1")
-    entry = next(stream)
+        for _ in range(10):
+            calc.add(2, 3, correlation_id="req-connect-1")
+            try:
+                entry = got.get(timeout=1.0)
+                break
+            except queue.Empty:
+                continue
+    reader.join(15)
+    assert entry is not None, "no log line of req-connect-1 reached the Connect subscriber after 10 calls"
+    assert not isinstance(entry, BaseException), entry
     assert entry["correlationId"] == "req-connect-1" and entry["serviceName"] == "calculator"
+    assert {e["correlationId"] for e in seen} == {"req-connect-1"}, seen  # the filter held
     status, reply = _json(lab, _supervisor_port(lab), f"{SUPERVISOR}/ListProcesses", {})
     assert status == 200
     assert {p["instanceId"] for p in reply["processes"]} >= {"calculator-1", "health-1", "logger-1"}
