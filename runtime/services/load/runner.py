@@ -66,6 +66,17 @@ def is_loopback(address: str) -> bool:
     return host == LOOPBACK
 
 
+def _answered_ok(call: grpc.aio.UnaryUnaryCall) -> bool:
+    """True when a finished call answered OK, read without a coroutine.
+
+    grpc.aio keeps the status on its private ``_cython_call`` (what ``call.code()`` itself reads);
+    a grpcio without it makes this False, and the caller then asks ``await call.code()``: slower,
+    never wrong.
+    """
+    cython_call = getattr(call, "_cython_call", None)
+    return cython_call is not None and bool(cython_call.is_ok())
+
+
 class LoadRun:
     """A load test (open loop, or closed loop if the plan says so) against one target method."""
 
@@ -223,7 +234,7 @@ class LoadRun:
         latency = self.clock() - due
         if call.cancelled():
             self.recorder.done(latency, "CANCELLED")
-        elif call._cython_call.is_ok():  # noqa: SLF001 - the status, read without a coroutine
+        elif _answered_ok(call):
             self.recorder.done(latency, "")
         else:  # a failure: its code needs a coroutine (rare; a bounded number at once)
             task = asyncio.get_running_loop().create_task(self._failed(call, latency))
@@ -235,7 +246,7 @@ class LoadRun:
             code = (await call.code()).name
         except Exception:  # noqa: BLE001
             code = "UNKNOWN"
-        self.recorder.done(latency, code)
+        self.recorder.done(latency, "" if code == "OK" else code)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
