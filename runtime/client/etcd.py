@@ -65,11 +65,16 @@ T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 2.0  # etcd answers in ms; without quorum it would wait its own 7 s first
 WATCH_RETRY_S = 0.2  # a watch whose member died is made again on another member after this
-CONNECT_RETRIES = 2  # a member that just died refuses a call or two before the channel skips it
+# A member that just died refuses calls until the channel has moved to the others: on a busy
+# machine that took longer than two retries 0.1 s apart ("connections to all backends failing" with
+# 2 of 3 members up, in a CI run of chapter 10), so up to 1 s.
+CONNECT_RETRIES = 10
 CONNECT_RETRY_S = 0.1
 # What etcd says when it cannot reach a quorum in time (any status code).
 OUTAGE_WORDS = ("timed out", "deadline exceeded", "no leader", "leader changed", "not leader")
-TIMEOUT_RETRIES = 1  # a timeout while a quorum listens (an election) is tried once more
+# A timeout (or a connection failure that says so) while a quorum listens: an election, or the
+# channel not yet moved off a member that just died; tried again up to this often.
+TIMEOUT_RETRIES = 3
 DEFAULT_PREFIX = "/runtime-lab/"
 
 
@@ -125,7 +130,7 @@ class EtcdSession:
         Two kinds of failure are tried again before they count as an outage: a call refused by a
         member that just died (UNAVAILABLE before the channel skips it; ``CONNECT_RETRIES``
         times), and a call that timed out while a quorum still listens (a leader election after
-        the leader died; once more). Only then is the outage named (``outage_message``).
+        the leader died; ``TIMEOUT_RETRIES`` times). Only then is the outage named (``outage_message``).
         """
         refused, timed_out = 0, 0
         while True:
@@ -143,7 +148,8 @@ class EtcdSession:
                 if kind == "timeout" and timed_out < TIMEOUT_RETRIES:
                     down = await asyncio.to_thread(down_members, self.choice)
                     if len(down) < len(self.choice.endpoints) - len(self.choice.endpoints) // 2:
-                        timed_out += 1  # a quorum listens: most likely an election; once more
+                        timed_out += 1  # a quorum listens: an election, or the channel moving on
+                        await asyncio.sleep(CONNECT_RETRY_S)
                         continue
                 message = await asyncio.to_thread(outage_message, self.choice, detail)
                 raise StoreUnavailable(message) from None
