@@ -34,27 +34,9 @@ class ResetSource(Protocol):
 
 
 def report_lines(report: Any) -> list[str]:
-    """What ``lab.reset()`` did, one line per step (a ``ResetReport``; other objects: their str).
-
-    >>> from runtime.lab.reset import ResetReport
-    >>> report_lines(ResetReport(faults_cleared=2, scaled={"calculator": (3, 2)}, started=["calculator-1"]))
-    ['faults cleared: 2', 'load tests stopped: 0', 'config keys deleted: 0', 'instances thawed: 0', \
-'scaled back: calculator 3 -> 2', 'started again: calculator-1']
-    """
-    if not hasattr(report, "faults_cleared"):
-        return [str(report)]
-    scaled = ", ".join(f"{s} {a} -> {b}" for s, (a, b) in report.scaled.items()) or "none"
-    lines = [
-        f"faults cleared: {report.faults_cleared}",
-        f"load tests stopped: {report.load_tests_stopped}",
-        f"config keys deleted: {report.config_keys_deleted}",
-        f"instances thawed: {report.thawed}",
-        f"scaled back: {scaled}",
-        f"started again: {', '.join(report.started) or 'none'}",
-    ]
-    if report.skipped:
-        lines.append(f"skipped: {', '.join(report.skipped)}")
-    return lines
+    """What ``lab.reset()`` did, one line per step: ``ResetReport.lines()`` (other objects: their str)."""
+    lines = getattr(report, "lines", None)
+    return list(lines()) if callable(lines) else [str(report)]
 
 
 class ResetButton(ViewBase):

@@ -55,6 +55,26 @@ class ResetReport:
     started: list[str] = field(default_factory=list)  # instances started again (FATAL, STOPPED, ...)
     skipped: list[str] = field(default_factory=list)  # steps skipped: the lab does not run that service
 
+    def lines(self) -> list[str]:
+        """What was done, one line per step (the Reset lab button lists them).
+
+        >>> ResetReport(faults_cleared=2, scaled={"calculator": (3, 2)}, started=["calculator-1"]).lines()
+        ['faults cleared: 2', 'load tests stopped: 0', 'config keys deleted: 0', 'instances thawed: 0', \
+'scaled back: calculator 3 -> 2', 'started again: calculator-1']
+        """
+        scaled = ", ".join(f"{s} {a} -> {b}" for s, (a, b) in self.scaled.items()) or "none"
+        lines = [
+            f"faults cleared: {self.faults_cleared}",
+            f"load tests stopped: {self.load_tests_stopped}",
+            f"config keys deleted: {self.config_keys_deleted}",
+            f"instances thawed: {self.thawed}",
+            f"scaled back: {scaled}",
+            f"started again: {', '.join(self.started) or 'none'}",
+        ]
+        if self.skipped:
+            lines.append(f"skipped: {', '.join(self.skipped)}")
+        return lines
+
     def __str__(self) -> str:
         scaled = ", ".join(f"{s} {a}->{b}" for s, (a, b) in self.scaled.items()) or "none"
         started = ", ".join(self.started) or "none"
