@@ -13,7 +13,10 @@ The supervisor gives every child these variables (``Identity.from_env`` reads th
 ``LAB_INSTANCE``            the instance id, stable across restarts, e.g. ``calculator-1``
 ``LAB_BROKER_ADDR``         ``127.0.0.1:PORT`` of the broker (empty for the broker itself)
 ``LAB_SUPERVISOR_ADDR``     ``127.0.0.1:PORT`` of the supervisor daemon
-``LAB_SUPERVISOR_PID``      the daemon's pid (children compare it with ``getppid()``)
+``LAB_SUPERVISOR_PID``      the daemon's pid
+``LAB_PARENT_PID``          the pid the child's parent-death signal is tied to, which children
+                            compare with ``getppid()``: the daemon's fork server for a forked
+                            Python service, else unset (then the daemon's pid)
 ``LAB_PORT``                port to bind; ``0`` (or unset) means any free port
 ``LAB_PORT_STRICT``         ``1``: binding LAB_PORT must succeed (the broker keeps its port)
 ``LAB_LANGUAGE``            ``python``, ``typescript``, ``rust``, ``cpp``
@@ -40,6 +43,8 @@ Tuning, each read once at start by the settings of the one process kind that use
 ``LAB_PROJECT_ROOT``               Lab API and CLI: the folder holding lab.yaml
 ``LAB_LEASE_TTL_MS``               Lab API: how fast a dead kernel's lease lapses
 ``LAB_REQUIRE_POLYGLOT``           ``calculator.toolchains``: ``1`` makes a missing toolchain fail
+``LAB_EVENT_LOOP``                 Python services (``runtime.services.main.run``): ``uvloop``
+                                   (default) or ``asyncio`` (the standard library's loop)
 =================================  ===========================================================
 
 Files in the lab directory:
@@ -110,6 +115,7 @@ ENV_INSTANCE = "LAB_INSTANCE"
 ENV_BROKER_ADDR = "LAB_BROKER_ADDR"
 ENV_SUPERVISOR_ADDR = "LAB_SUPERVISOR_ADDR"
 ENV_SUPERVISOR_PID = "LAB_SUPERVISOR_PID"
+ENV_PARENT_PID = "LAB_PARENT_PID"
 ENV_PORT = "LAB_PORT"
 ENV_PORT_STRICT = "LAB_PORT_STRICT"
 ENV_LANGUAGE = "LAB_LANGUAGE"
@@ -132,6 +138,7 @@ ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"
 ENV_REQUIRE_POLYGLOT = "LAB_REQUIRE_POLYGLOT"
 ENV_CPROFILE_DIR = "LAB_CPROFILE_DIR"  # benchmarks: every agent writes a cProfile of its loop there
+ENV_EVENT_LOOP = "LAB_EVENT_LOOP"  # Python services: uvloop (default) or asyncio (runtime/services/main.py)
 
 # -- access: the per-lab secret (see "Access" in the module docstring) --
 ENV_TOKEN = "LAB_TOKEN"
@@ -313,6 +320,7 @@ class Identity:
     broker_address: str = ""
     supervisor_address: str = ""
     supervisor_pid: int = 0
+    parent_pid: int = 0  # LAB_PARENT_PID, else the supervisor's pid
     port: int = 0
     port_strict: bool = False
     language: str = "python"
@@ -331,6 +339,7 @@ class Identity:
             broker_address=env.get(ENV_BROKER_ADDR, ""),
             supervisor_address=env.get(ENV_SUPERVISOR_ADDR, ""),
             supervisor_pid=int(env.get(ENV_SUPERVISOR_PID) or 0),
+            parent_pid=int(env.get(ENV_PARENT_PID) or env.get(ENV_SUPERVISOR_PID) or 0),
             port=int(env.get(ENV_PORT) or 0),
             port_strict=env.get(ENV_PORT_STRICT) == "1",
             language=env.get(ENV_LANGUAGE, "python"),

@@ -116,8 +116,9 @@ class Agent:
         self._profile = Profile.from_env(name=self.identity.instance_id)  # LAB_CPROFILE_DIR: benchmarks
 
     def _exit_if_orphaned(self) -> None:
-        # The supervisor arms the parent-death signal, but it may have died before we were forked.
-        pid = self.identity.supervisor_pid
+        # The supervisor (or its fork server) arms the parent-death signal, but it may have died
+        # before we were started.
+        pid = self.identity.parent_pid
         if pid and os.getppid() != pid:
             raise SystemExit(f"{self.identity.instance_id}: the supervisor (pid {pid}) is gone; not starting")
 
