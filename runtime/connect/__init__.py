@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from runtime.connect.access import CachedOrigins, guard, web_origins
 from runtime.connect.bridge import connect_app, mount
 from runtime.connect.server import ConnectServer
 
-__all__ = ["ConnectServer", "connect_app", "mount"]
+# access too: `import runtime.connect` (a service's __main__, so the fork server preloads it) is
+# then all a served Connect port needs, nothing left to import after the fork.
+__all__ = ["CachedOrigins", "ConnectServer", "connect_app", "guard", "mount", "web_origins"]

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+import uvicorn.lifespan.off  # noqa: F401 - what lifespan="off" loads: imported with this module
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from runtime.identity import LOOPBACK
 
@@ -43,7 +45,7 @@ class ConnectServer:
         config = uvicorn.Config(
             app,
             lifespan="off",
-            http="h11",
+            http=H11Protocol,  # the class, not "h11": nothing left to import at start()
             ws="none",
             log_level="warning",
             access_log=False,
