@@ -30,10 +30,20 @@ START_TIMEOUT_S = 5.0
 
 
 class _QuietServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = asyncio.Event()  # set once startup() returned (``started``: it serves)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # The process's owner (agent or supervisor) handles signals; uvicorn must not take them.
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.startup_done.set()
 
 
 class ConnectServer:
@@ -63,11 +73,20 @@ class ConnectServer:
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"connect:{self.port}")
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()  # raises what made it fail
-                await asyncio.sleep(0.01)
+        started = asyncio.ensure_future(self._server.startup_done.wait())
+        try:
+            # Woken by startup's end or the server's (a failure), not by polling.
+            await asyncio.wait(
+                {started, self._task}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            started.cancel()
+        if self._task.done():
+            self._task.result()  # raises what made it fail
+        if not self._server.started:
+            raise TimeoutError(
+                f"the Connect server on {self.host}:{self.port} did not start within {START_TIMEOUT_S:g} s"
+            )
         return self.port
 
     async def stop(self) -> None:
