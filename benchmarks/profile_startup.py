@@ -16,11 +16,14 @@ them before the mark, as a fork server's parent would: ``run`` is then the start
 Prints a table per run and the mean per service over the runs, with the machine's load average:
 ``ready`` is the process's CPU at READY (interp + imports + run), ``at_up`` its CPU right after
 Lab.up() returned (what /tmp/cpu_at_ready.py reads: READY plus the work after it until the whole
-lab is up, e.g. the broker answering everyone's registration).
+lab is up, e.g. the broker answering everyone's registration); ``start at`` / ``READY at``: wall seconds
+from the Lab.up() call to the process's start (or fork) / its READY line (SUM row: the first
+start, the last READY).
 
-``--profile`` also runs cProfile on the main thread from asyncio.run to READY (this inflates the
+``--profile`` also runs cProfile (main thread CPU time) from asyncio.run to READY (this inflates the
 CPU figures: take them from a run without it) and prints, per service (``--only`` to pick some),
-the ``--top`` functions by cumulative time; ``.prof`` files stay in the printed folder.
+the ``--top`` functions by cumulative time (``--wall``: wall-clock time, where it waits; on a
+busy machine also where it lost its core); ``.prof`` files stay in the printed folder.
 
 A service forked by the daemon's fork server (``forked`` 1) counts from the fork: ``interp`` is 0
 and ``imports`` is what its ``__main__`` still imports after the fork, up to ``asyncio.run``.
@@ -64,9 +67,11 @@ if _os.environ.get("@OUT@"):
         u = _resource.getrusage(_resource.RUSAGE_SELF)
         return u.ru_utime + u.ru_stime
 
-    _state = {"interp": _cpu(), "forked": False}
+    import time as _time
+
+    _state = {"interp": _cpu(), "forked": False, "start_at": _time.time()}
     # A child forked from this process (the daemon's fork server) starts its CPU count at zero.
-    _os.register_at_fork(after_in_child=lambda: _state.update(interp=0.0, forked=True))
+    _os.register_at_fork(after_in_child=lambda: _state.update(interp=0.0, forked=True, start_at=_time.time()))
 
     import asyncio as _asyncio
     import builtins as _builtins
@@ -76,7 +81,9 @@ if _os.environ.get("@OUT@"):
     if _os.environ.get("@CPROFILE@"):
         import cProfile as _cProfile
 
-        _prof = _cProfile.Profile()
+        # CPU time of the main thread, not wall time: on a busy machine a wall-clock profile
+        # charges whatever function was running when the process lost its core.
+        _prof = _cProfile.Profile(_time.perf_counter if _os.environ["@CPROFILE@"] == "wall" else _time.thread_time)
     _orig_run = _asyncio.run
     _orig_runner_run = _asyncio.Runner.run
     _orig_print = _builtins.print
@@ -95,6 +102,7 @@ if _os.environ.get("@OUT@"):
                     except Exception:
                         pass
             _state["imports"] = _cpu()
+            _state["run_at"] = _time.time()
             _state["modules"] = sorted(_sys.modules)
             if _prof is not None:
                 _prof.enable()
@@ -116,6 +124,7 @@ if _os.environ.get("@OUT@"):
             and "ready" not in _state
         ):
             _state["ready"] = _cpu()
+            _state["ready_at"] = _time.time()
             _state["lazy"] = sorted(set(_sys.modules) - set(_state.pop("modules", ())))
             _state["runtime"] = getattr(_sys.modules.get("runtime"), "__file__", "")
             _builtins.print = _orig_print
@@ -137,7 +146,7 @@ if _os.environ.get("@OUT@"):
 )
 
 
-def one_run(profile: bool, preimport: str = "") -> tuple[float, dict[str, dict[str, float]], str]:
+def one_run(profile: str = "", preimport: str = "") -> tuple[float, dict[str, dict[str, float]], str]:
     out = tempfile.mkdtemp(prefix="startup-profile-")
     hook = tempfile.mkdtemp(prefix="startup-hook-")
     Path(hook, "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -145,12 +154,13 @@ def one_run(profile: bool, preimport: str = "") -> tuple[float, dict[str, dict[s
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (hook, saved["PYTHONPATH"]) if p)
     os.environ[ENV_OUT] = out
     if profile:
-        os.environ[ENV_CPROFILE] = "1"
+        os.environ[ENV_CPROFILE] = profile
     if preimport:
         os.environ[ENV_PREIMPORT] = preimport
     try:
         with tempfile.TemporaryDirectory() as lab_dir:
             t0 = time.perf_counter()
+            wall0 = time.time()
             lab = Lab.up(lab_dir=lab_dir, config=str(CONFIG), linger_s=5)
             up = time.perf_counter() - t0
             at_up = cpu_at_up(lab)
@@ -174,6 +184,8 @@ def one_run(profile: bool, preimport: str = "") -> tuple[float, dict[str, dict[s
             "total": s["ready"],
             "lazy": len(s["lazy"]),
             "forked": float(s["forked"]),
+            "ready_at": s["ready_at"] - wall0,
+            "start_at": s["start_at"] - wall0,
             "at_up": at_up.get(f.stem, float("nan")),
         }
         lazy[f.stem] = s["lazy"]
@@ -196,16 +208,19 @@ def cpu_at_up(lab: Lab) -> dict[str, float]:
 
 
 def table(figures: dict[str, dict[str, float]]) -> None:
-    keys = ("interp", "imports", "run", "total", "at_up", "lazy", "forked")
+    keys = ("interp", "imports", "run", "total", "at_up", "lazy", "forked", "start_at", "ready_at")
     print(
         f"  {'instance':18s} {'interp':>7s} {'imports':>8s} {'run':>7s} {'ready':>7s} {'at_up':>7s}"
-        f" {'lazy':>5s} {'forked':>6s}"
+        f" {'lazy':>5s} {'forked':>6s} {'start at':>8s} {'READY at':>8s}"
     )
-    rows = [*figures.items(), ("SUM", {k: sum(f[k] for f in figures.values()) for k in keys})]
+    total = {k: sum(f[k] for f in figures.values()) for k in keys}
+    total["start_at"] = min((f["start_at"] for f in figures.values()), default=0.0)  # the first one
+    total["ready_at"] = max((f["ready_at"] for f in figures.values()), default=0.0)  # the last one
+    rows = [*figures.items(), ("SUM", total)]
     for name, f in rows:
         print(
             f"  {name:18s} {f['interp']:7.3f} {f['imports']:8.3f} {f['run']:7.3f} {f['total']:7.3f}"
-            f" {f['at_up']:7.3f} {f['lazy']:5.0f} {f['forked']:6.0f}"
+            f" {f['at_up']:7.3f} {f['lazy']:5.0f} {f['forked']:6.0f} {f['start_at']:8.3f} {f['ready_at']:8.3f}"
         )
 
 
@@ -213,6 +228,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile asyncio.run -> READY (inflates CPU)")
+    p.add_argument("--wall", action="store_true", help="with --profile: wall-clock time, not thread CPU time")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--only", action="append", default=[], help="instance ids to print profiles of")
     p.add_argument(
@@ -224,13 +240,13 @@ def main() -> None:
     args = p.parse_args()
     preimport = ""
     if args.warm:
-        _, _, out = one_run(False)
+        _, _, out = one_run()
         preimport = str(Path(out, "lazy.json"))
         print(f"warm: modules imported before asyncio.run from {preimport}")
     runs: list[dict[str, dict[str, float]]] = []
     for i in range(args.runs):
         load = os.getloadavg()[0]
-        up, figures, out = one_run(args.profile, preimport)
+        up, figures, out = one_run(("wall" if args.wall else "cpu") if args.profile else "", preimport)
         runs.append(figures)
         print(f"run {i + 1}: Lab.up {up:.2f} s, load {load:.2f}, reports in {out}")
         table(figures)
