@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -96,6 +97,51 @@ async def check_serving(port: int, timeout_s: float = HEALTH_RPC_TIMEOUT_S) -> b
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def exit_status(proc: asyncio.subprocess.Process) -> int:
+    """The child's exit status as soon as the kernel reports the exit.
+
+    ``Process.wait()`` (Python 3.11) also waits until every pipe to the child is closed, and a
+    process the child started without redirecting its output holds them: the exit would go
+    unseen (no event, no restart) for as long as that helper lives. So the exit is learnt from
+    a pidfd; then the child's group is killed, as ``Lifecycle._on_exit`` does anyway (the
+    helpers go with the service and the pipes close), and the status is the one asyncio's
+    child watcher reaped.
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # already reaped, or a kernel without pidfds: the plain wait
+        return await proc.wait()
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()  # the value is unused: readable = exited
+
+    def on_readable() -> None:
+        if not exited.done():
+            exited.set_result(0)
+
+    loop.add_reader(pidfd, on_readable)
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        waiter.cancel()
+        raise
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    if not waiter.done():
+        signal_group(proc.pid, signal.SIGKILL)
+        # A helper that left the group (its own session) may hold the pipes for good: then
+        # take the status the child watcher recorded when it reaped the child (a bounded poll:
+        # asyncio offers no event for "reaped" apart from the wait that the pipes block).
+        deadline = time.monotonic() + REAP_WAIT_S
+        while not waiter.done() and proc.returncode is None and time.monotonic() < deadline:
+            await asyncio.wait({waiter}, timeout=REAP_POLL_S)
+    if waiter.done():
+        return waiter.result()
+    waiter.cancel()
+    return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+
+
 class ChildWatch:
     """Watches one spawned child: its output, its READY line and health, and its exit.
 
@@ -103,73 +149,37 @@ class ChildWatch:
     posts it to the lifecycle's queue.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, report: ChildReport) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+    def __init__(
+        self,
+        pid: int,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        exit_status: Callable[[], Awaitable[int]],
+        report: ChildReport,
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exit_status = exit_status  # the return code once the kernel reports the exit
         self.report = report
         self._ready_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._http_port = 0
 
     async def run(self) -> None:
         """Watch until the child exits and its output is drained, then report the exit."""
-        assert self.proc.stdout is not None and self.proc.stderr is not None
         readers = [
-            asyncio.create_task(read_lines(self.proc.stdout, "stdout", self._line)),
-            asyncio.create_task(read_lines(self.proc.stderr, "stderr", self._line)),
+            asyncio.create_task(read_lines(self.stdout, "stdout", self._line)),
+            asyncio.create_task(read_lines(self.stderr, "stderr", self._line)),
         ]
         ready = asyncio.create_task(self._become_ready())
         try:
-            returncode = await self._exit_status()
+            returncode = await self.exit_status()
         finally:
             ready.cancel()
         _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
         for task in pending:
             task.cancel()
         self.report.exited(returncode)
-
-    async def _exit_status(self) -> int:
-        """The child's exit status as soon as the kernel reports the exit.
-
-        ``Process.wait()`` (Python 3.11) also waits until every pipe to the child is closed, and a
-        process the child started without redirecting its output holds them: the exit would go
-        unseen (no event, no restart) for as long as that helper lives. So the exit is learnt from
-        a pidfd; then the child's group is killed, as ``Lifecycle._on_exit`` does anyway (the
-        helpers go with the service and the pipes close), and the status is the one asyncio's
-        child watcher reaped.
-        """
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except OSError:  # already reaped, or a kernel without pidfds: the plain wait
-            return await self.proc.wait()
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[int] = loop.create_future()  # the value is unused: readable = exited
-
-        def on_readable() -> None:
-            if not exited.done():
-                exited.set_result(0)
-
-        loop.add_reader(pidfd, on_readable)
-        waiter = asyncio.ensure_future(self.proc.wait())
-        try:
-            await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            waiter.cancel()
-            raise
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        if not waiter.done():
-            signal_group(self.pid, signal.SIGKILL)
-            # A helper that left the group (its own session) may hold the pipes for good: then
-            # take the status the child watcher recorded when it reaped the child (a bounded poll:
-            # asyncio offers no event for "reaped" apart from the wait that the pipes block).
-            deadline = time.monotonic() + REAP_WAIT_S
-            while not waiter.done() and self.proc.returncode is None and time.monotonic() < deadline:
-                await asyncio.wait({waiter}, timeout=REAP_POLL_S)
-        if waiter.done():
-            return waiter.result()
-        waiter.cancel()
-        return self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL
 
     def _line(self, stream: str, ts_ms: int, text: str) -> None:
         if stream == "stdout" and not self._ready_port.done():
@@ -219,7 +229,11 @@ class ProcessChild:
 
     async def watch(self, report: ChildReport) -> None:
         """Follow output, READY, health and exit (see :class:`ChildWatch`)."""
-        await ChildWatch(self.proc, report).run()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        await ChildWatch(self.proc.pid, self.proc.stdout, self.proc.stderr, self._exit_status, report).run()
+
+    async def _exit_status(self) -> int:
+        return await exit_status(self.proc)
 
 
 async def spawn_child(argv: list[str], env: dict[str, str], cwd: str) -> ProcessChild:
