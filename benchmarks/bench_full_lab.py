@@ -41,6 +41,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_lifecycle import idle_uss as tree_uss  # noqa: E402
 from verdict import verdict  # noqa: E402
 
 from runtime.errors import LabError  # noqa: E402
@@ -136,15 +137,9 @@ def lab_processes(lab: Lab) -> dict[str, int]:
 
 
 def idle_uss(lab: Lab) -> dict[str, float]:
-    """USS (MB) per lab process, after a short settle."""
+    """USS (MB) of every lab process (the daemon's tree: services, keeper, fork server), after a settle."""
     time.sleep(IDLE_SETTLE_S)
-    out = {}
-    for name, pid in lab_processes(lab).items():
-        try:
-            out[name] = psutil.Process(pid).memory_full_info().uss / 1e6
-        except psutil.Error:
-            continue
-    return out
+    return {name: uss for name, (uss, _) in tree_uss(lab).items()}
 
 
 def load_run(lab: Lab, target: str, rps: int, seconds: int, gen_pid: int) -> dict[str, Any]:

@@ -100,8 +100,20 @@ def file_private_mb(pid: int) -> float:
     return total_kb / 1e3
 
 
+def helper_name(p: psutil.Process) -> str:
+    """``keeper`` or ``forkserver`` for the daemon's own helpers, else ``<name>-<pid>``."""
+    try:
+        command = " ".join(p.cmdline())
+    except psutil.Error:
+        command = ""
+    for helper in ("keeper", "forkserver"):
+        if helper in command:
+            return helper
+    return f"{p.name()}-{p.pid}"
+
+
 def idle_uss(lab: Lab) -> dict[str, tuple[float, float]]:
-    """instance (or ``supervisor``, ``keeper``) -> (USS MB, of it private file-backed MB)."""
+    """instance (or ``supervisor``, ``keeper``, ``forkserver``) -> (USS MB, of it private file-backed MB)."""
     names = {lab.pid: "supervisor"}
     status = lab.status()
     for row in status[status.pid.notna()].itertuples():
@@ -112,7 +124,7 @@ def idle_uss(lab: Lab) -> dict[str, tuple[float, float]]:
             uss = p.memory_full_info().uss / 1e6
         except psutil.Error:
             continue
-        name = names.get(p.pid) or ("keeper" if "keeper" in " ".join(p.cmdline()) else f"{p.name()}-{p.pid}")
+        name = names.get(p.pid) or helper_name(p)
         out[name] = (uss, file_private_mb(p.pid))
     return out
 

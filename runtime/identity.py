@@ -43,6 +43,8 @@ Tuning, each read once at start by the settings of the one process kind that use
 ``LAB_PROJECT_ROOT``               Lab API and CLI: the folder holding lab.yaml
 ``LAB_LEASE_TTL_MS``               Lab API: how fast a dead kernel's lease lapses
 ``LAB_REQUIRE_POLYGLOT``           ``calculator.toolchains``: ``1`` makes a missing toolchain fail
+``LAB_FORKSERVER``                 supervisor daemon: ``0`` execs every service instead of
+                                   forking ``python -m`` ones from its fork server
 ``LAB_EVENT_LOOP``                 Python services (``runtime.services.main.run``): ``uvloop``
                                    (default) or ``asyncio`` (the standard library's loop)
 =================================  ===========================================================
@@ -138,6 +140,7 @@ ENV_PROJECT_ROOT = "LAB_PROJECT_ROOT"
 ENV_LEASE_TTL_MS = "LAB_LEASE_TTL_MS"
 ENV_REQUIRE_POLYGLOT = "LAB_REQUIRE_POLYGLOT"
 ENV_CPROFILE_DIR = "LAB_CPROFILE_DIR"  # benchmarks: every agent writes a cProfile of its loop there
+ENV_FORKSERVER = "LAB_FORKSERVER"  # the daemon: "0" execs every service (runtime/supervisor/forked.py)
 ENV_EVENT_LOOP = "LAB_EVENT_LOOP"  # Python services: uvloop (default) or asyncio (runtime/services/main.py)
 
 # -- access: the per-lab secret (see "Access" in the module docstring) --

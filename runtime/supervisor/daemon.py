@@ -41,7 +41,8 @@ from runtime.client import malformed
 from runtime.client.auth import server_interceptor, token_path
 from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK, SUPERVISOR_GRPC_SERVICE, WEB_SERVICE
 from runtime.supervisor import bytecode
-from runtime.supervisor.config import LabConfig
+from runtime.supervisor.config import LabConfig, resolve_command
+from runtime.supervisor.forked import ForkServer, Spawner, forking_enabled, python_modules
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.leases import LeaseTable
@@ -184,7 +185,16 @@ class Daemon:
         self.address = ""
         self.connect_address = ""  # the SupervisorService over Connect (HTTP/1.1)
         self.started_at_ms = time.time_ns() // 1_000_000
-        self.manager = Manager(config, lab_dir=self.lab_dir, on_output=on_output)
+        # Python services are forked from one pre-imported parent (runtime/supervisor/forked.py).
+        commands = [resolve_command(spec.command, config.project_root) for spec in config.services.values()]
+        self.forkserver = (
+            ForkServer(self.lab_dir, config.project_root, python_modules(commands))
+            if forking_enabled()
+            else None
+        )
+        self.manager = Manager(
+            config, lab_dir=self.lab_dir, on_output=on_output, spawn=Spawner(self.forkserver)
+        )
         self.jobs = JobRunner(self.manager)
         self.leases = LeaseTable(config.linger_s if linger_s is None else linger_s, now=time.monotonic())
         self.shutting_down = False
@@ -210,6 +220,9 @@ class Daemon:
         keeper = GroupKeeper(self.lab_dir)
         keeper.start()  # first, before gRPC starts its threads
         self.manager.keeper = keeper
+        if self.forkserver is not None:  # it preloads while the daemon sets itself up
+            self.forkserver.on_started.append(keeper.add)
+            self.forkserver.start_soon()
         manager_task = asyncio.create_task(self.manager.run())
         malformed.install()  # an undecodable request is one log line, not a traceback
         token_check = server_interceptor(self.token, lab_dir=self.lab_dir)
@@ -275,6 +288,8 @@ class Daemon:
             await connect.stop()
             manager_task.cancel()
             await asyncio.gather(manager_task, *helpers, return_exceptions=True)
+            if self.forkserver is not None:  # the services are stopped: their parent may go
+                await self.forkserver.close()
             keeper.close()
             try:
                 os.remove(os.path.join(self.lab_dir, INFO_FILE))

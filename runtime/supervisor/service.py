@@ -270,4 +270,3 @@ class SupervisorServicer(pb_grpc.SupervisorServiceServicer):
     async def Shutdown(self, request: pb.ShutdownRequest, context: Any) -> pb.ShutdownResponse:
         self.daemon.request_shutdown(request.reason or "Shutdown requested")
         return pb.ShutdownResponse()
-
