@@ -7,8 +7,10 @@
 
 The task finds the config service through the broker (``LAB_BROKER_ADDR``), calls
 WatchConfig(namespace) — current values first, then every change — and reconnects with backoff
-when the config service is missing or restarts. Until it has values the service runs on its own
-defaults, so a service keeps working in a lab without a config service.
+when the config service restarts. While none is registered (the lab starts it beside this
+service, or it is not part of this lab) the task waits on the broker's watch for one instead of
+looking it up again and again. Until it has values the service runs on its own defaults, so a
+service keeps working in a lab without a config service.
 
 With a ``schema`` (runtime/agent/config_schema.py) the watch registers it with the config service
 on every connect, so bad values are refused before they are stored, and it checks every value it
@@ -27,7 +29,8 @@ from collections.abc import Callable
 import grpc
 
 from runtime.agent import config_schema
-from runtime.errors import DiscoveryError
+from runtime.agent.lookup import find_or_wait
+from runtime.errors import DiscoveryError, NoInstances
 from runtime.identity import CONFIG_GRPC_SERVICE, broker_address_from_env
 from runtime.v1 import config_pb2, config_pb2_grpc
 
@@ -36,6 +39,7 @@ log = logging.getLogger("runtime.agent.config_watch")
 RECONNECT_START_S = 0.1
 RECONNECT_MAX_S = 2.0
 REGISTER_TIMEOUT_S = 5.0
+CONFIG_WAIT_S = 30.0  # none registered: wait this long on the broker's watch, then look again
 
 
 class ConfigWatch:
@@ -81,6 +85,7 @@ class ConfigWatch:
         backoff = RECONNECT_START_S
         while True:
             channel = None
+            missing = False
             try:
                 channel = await connect_aio(CONFIG_GRPC_SERVICE, self.broker_address)
                 stub = config_pb2_grpc.ConfigServiceStub(channel)
@@ -93,6 +98,9 @@ class ConfigWatch:
                         self._apply(value)
                 finally:
                     call.cancel()
+            except NoInstances as exc:
+                missing = True
+                log.debug("config watch of %s: %s; waiting for one", self.namespace, exc)
             except (DiscoveryError, grpc.aio.AioRpcError) as exc:
                 log.debug("config watch of %s: %s; retrying", self.namespace, exc)
             finally:
@@ -100,8 +108,18 @@ class ConfigWatch:
                 if channel is not None:
                     await channel.close()
             self.reconnects += 1
+            if missing and await self._config_service_appeared():
+                continue  # at once: at lab start it registers a moment after this service
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _config_service_appeared(self) -> bool:
+        """Wait (on the broker's watch, up to CONFIG_WAIT_S) until a config service registers."""
+        try:
+            return bool(await find_or_wait(self.broker_address, CONFIG_GRPC_SERVICE, CONFIG_WAIT_S))
+        except grpc.aio.AioRpcError as exc:
+            log.debug("config watch of %s: broker: %s; retrying", self.namespace, exc.code().name)
+            return False  # the broker did not answer: back off as for any other failure
 
     async def _register_schema(self, stub: config_pb2_grpc.ConfigServiceStub) -> None:
         # On every connect: a config service that restarted from an empty lab dir learns it again.
