@@ -67,16 +67,19 @@ if _os.environ.get("@OUT@"):
         u = _resource.getrusage(_resource.RUSAGE_SELF)
         return u.ru_utime + u.ru_stime
 
+    import sys as _sys
     import time as _time
 
     _state = {"interp": _cpu(), "forked": False, "start_at": _time.time()}
     # A child forked from this process (the daemon's fork server) starts its CPU count at zero.
-    _os.register_at_fork(after_in_child=lambda: _state.update(interp=0.0, forked=True, start_at=_time.time()))
+    def _forked():
+        _state.update(interp=0.0, forked=True, start_at=_time.time(), at_fork=list(_sys.modules))
+
+    _os.register_at_fork(after_in_child=_forked)
 
     import asyncio as _asyncio
     import builtins as _builtins
     import json as _json
-    import sys as _sys
     _prof = None
     if _os.environ.get("@CPROFILE@"):
         import cProfile as _cProfile
@@ -104,6 +107,8 @@ if _os.environ.get("@OUT@"):
             _state["imports"] = _cpu()
             _state["run_at"] = _time.time()
             _state["modules"] = sorted(_sys.modules)
+            if "at_fork" in _state:  # what the child imported between the fork and asyncio.run
+                _state["fork_imports"] = sorted(set(_state["modules"]) - set(_state.pop("at_fork")))
             if _prof is not None:
                 _prof.enable()
 
