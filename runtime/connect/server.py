@@ -81,12 +81,13 @@ class ConnectServer:
             )
         finally:
             started.cancel()
-        if self._task.done():
-            self._task.result()  # raises what made it fail
+        where = f"the Connect server on {self.host}:{self.port}"
         if not self._server.started:
-            raise TimeoutError(
-                f"the Connect server on {self.host}:{self.port} did not start within {START_TIMEOUT_S:g} s"
-            )
+            if self._task.done() or self._server.startup_done.is_set():
+                # It ended, or is ending, without serving: its task raises what made it fail.
+                await asyncio.wait_for(self._task, START_TIMEOUT_S)
+                raise RuntimeError(f"{where} stopped before it served")
+            raise TimeoutError(f"{where} did not start within {START_TIMEOUT_S:g} s")
         return self.port
 
     async def stop(self) -> None:
