@@ -23,7 +23,8 @@ start, the last READY).
 ``--profile`` also runs cProfile (main thread CPU time) from asyncio.run to READY (this inflates the
 CPU figures: take them from a run without it) and prints, per service (``--only`` to pick some),
 the ``--top`` functions by cumulative time (``--wall``: wall-clock time, where it waits; on a
-busy machine also where it lost its core); ``.prof`` files stay in the printed folder.
+busy machine also where it lost its core); ``.prof`` files stay in the printed folder (``--keep``:
+the other reports too; without either, the folder is removed at the end).
 
 A service forked by the daemon's fork server (``forked`` 1) counts from the fork: ``interp`` is 0
 and ``imports`` is what its ``__main__`` still imports after the fork, up to ``asyncio.run``.
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,9 +153,11 @@ if _os.environ.get("@OUT@"):
 )
 
 
-def one_run(profile: str = "", preimport: str = "") -> tuple[float, dict[str, dict[str, float]], str]:
-    out = tempfile.mkdtemp(prefix="startup-profile-")
-    hook = tempfile.mkdtemp(prefix="startup-hook-")
+def one_run(
+    base: str, profile: str = "", preimport: str = ""
+) -> tuple[float, dict[str, dict[str, float]], str]:
+    out = tempfile.mkdtemp(prefix="run-", dir=base)
+    hook = tempfile.mkdtemp(prefix="hook-", dir=base)
     Path(hook, "sitecustomize.py").write_text(SITECUSTOMIZE)
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", ENV_OUT, ENV_CPROFILE, ENV_PREIMPORT)}
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (hook, saved["PYTHONPATH"]) if p)
@@ -242,18 +246,30 @@ def main() -> None:
         help="first a run that lists the modules each service imports after asyncio.run; the measured "
         "runs import those before it (as a fork server's parent would have): 'run' is then start-up work only",
     )
+    p.add_argument("--keep", action="store_true", help="keep the per-process reports (kept with --profile)")
     args = p.parse_args()
+    base = tempfile.mkdtemp(prefix="startup-profile-")
+    try:
+        measure(args, base)
+    finally:
+        if args.keep or args.profile:
+            print(f"reports kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, base: str) -> None:
     preimport = ""
     if args.warm:
-        _, _, out = one_run()
+        _, _, out = one_run(base)
         preimport = str(Path(out, "lazy.json"))
         print(f"warm: modules imported before asyncio.run from {preimport}")
     runs: list[dict[str, dict[str, float]]] = []
     for i in range(args.runs):
         load = os.getloadavg()[0]
-        up, figures, out = one_run(("wall" if args.wall else "cpu") if args.profile else "", preimport)
+        up, figures, out = one_run(base, ("wall" if args.wall else "cpu") if args.profile else "", preimport)
         runs.append(figures)
-        print(f"run {i + 1}: Lab.up {up:.2f} s, load {load:.2f}, reports in {out}")
+        print(f"run {i + 1}: Lab.up {up:.2f} s, load {load:.2f}")
         table(figures)
         if args.profile:
             for name in figures:
