@@ -111,6 +111,10 @@ from runtime.v1 import (
     supervisor_pb2,
 )
 
+# Owner only: the daemon sets this umask before anything else, and every process of the lab
+# (forked or exec'd) inherits it, so no other local user can read the logs, stores or token.
+LAB_UMASK = 0o077
+
 ENV_LAB_DIR = "LAB_DIR"
 ENV_SERVICE = "LAB_SERVICE"
 ENV_INSTANCE = "LAB_INSTANCE"

@@ -139,6 +139,8 @@ def test_other_commands_are_exec_d(lab) -> None:
     info = d.wait_state("script-1", pb.PROCESS_STATE_RUNNING)
     assert d.proc is not None and psutil.Process(info.pid).ppid() == d.proc.pid
     assert CHILD in psutil.Process(info.pid).cmdline()
+    # Started before the daemon read lab.yaml, the fork server went once it knew it had no use.
+    assert not forkservers(d)
 
 
 def test_lab_forkserver_0_execs_every_service(lab, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,23 +12,13 @@ import logging
 import os
 import sys
 
-from runtime.errors import ConfigError
-from runtime.identity import ENV_TOKEN, EXIT_LOCKED, EXIT_USAGE
-from runtime.supervisor.config import load_config
-from runtime.supervisor.daemon import (
-    UMASK,
-    Daemon,
-    LabLocked,
-    acquire_lock,
-    create_token,
-    secure_lab_dir,
-)
-from runtime.supervisor.log_link import LogLink
+from runtime.identity import ENV_TOKEN, EXIT_LOCKED, EXIT_USAGE, LAB_UMASK
+from runtime.supervisor import forkserver
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, take the lab lock, run the daemon until it shuts down."""
-    os.umask(UMASK)  # before any file: every file of the lab (and of its children) is owner-only
+    os.umask(LAB_UMASK)  # before any file or process: every file of the lab is owner-only
     parser = argparse.ArgumentParser(prog="python -m runtime.supervisor", description=__doc__)
     parser.add_argument("--lab-dir", required=True, help="the lab directory (created if missing)")
     parser.add_argument("--config", required=True, help="lab.yaml; its folder is the project root")
@@ -38,6 +28,32 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s supervisor %(levelname)s %(message)s"
     )
+    lab_dir = os.path.abspath(args.lab_dir)
+    # The fork server imports grpc, the agent and Connect while we import the daemon and read
+    # lab.yaml (runtime/supervisor/forked.py): the first service forks that much sooner.
+    early = None
+    if forkserver.forking_enabled():
+        try:
+            early = forkserver.launch(
+                lab_dir, os.path.dirname(os.path.abspath(args.config)), forkserver.server_env(lab_dir)
+            )
+        except OSError as exc:
+            logging.warning("fork server could not start (%s); services are exec'd", exc)
+    try:
+        return _run(args, lab_dir, early)
+    finally:
+        if early is not None:  # not taken by a daemon (bad lab.yaml, locked lab): it goes now
+            early[1].close()
+            early[0].kill()
+            early[0].wait()
+
+
+def _run(args: argparse.Namespace, lab_dir: str, early: forkserver.Launched | None) -> int:
+    from runtime.errors import ConfigError
+    from runtime.supervisor.config import load_config
+    from runtime.supervisor.daemon import Daemon, LabLocked, acquire_lock, create_token, secure_lab_dir
+    from runtime.supervisor.log_link import LogLink
+
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -46,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.linger_s is not None and args.linger_s < 0:
         print("supervisor: --linger-s must be >= 0", file=sys.stderr)
         return EXIT_USAGE
-    lab_dir = os.path.abspath(args.lab_dir)
     secure_lab_dir(lab_dir)
     try:
         lock = acquire_lock(lab_dir)
@@ -59,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     link = LogLink()
 
     async def serve() -> int:
-        daemon = Daemon(config, lab_dir=lab_dir, linger_s=args.linger_s, on_output=link.tap)
+        daemon = Daemon(config, lab_dir=lab_dir, linger_s=args.linger_s, on_output=link.tap, forkserver=early)
         daemon.manager.events.add_listener(lambda ev: link.on_event(ev, daemon.manager.broker_address))
         return await daemon.run()
 

@@ -39,10 +39,19 @@ import grpc
 
 from runtime.client import malformed
 from runtime.client.auth import server_interceptor, token_path
-from runtime.identity import ENV_TOKEN, INFO_FILE, LOCK_FILE, LOOPBACK, SUPERVISOR_GRPC_SERVICE, WEB_SERVICE
+from runtime.identity import (
+    ENV_TOKEN,
+    INFO_FILE,
+    LAB_UMASK,
+    LOCK_FILE,
+    LOOPBACK,
+    SUPERVISOR_GRPC_SERVICE,
+    WEB_SERVICE,
+)
 from runtime.supervisor import bytecode
 from runtime.supervisor.config import LabConfig, resolve_command
-from runtime.supervisor.forked import ForkServer, Spawner, forking_enabled, python_modules
+from runtime.supervisor.forked import ForkServer, Spawner, python_modules
+from runtime.supervisor.forkserver import Launched, forking_enabled
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.leases import LeaseTable
@@ -66,7 +75,7 @@ LEASE_SWEEP_S = 0.2
 INFO_CHECK_S = 1.0
 SERVER_STOP_GRACE_S = 1.0
 # Owner only: other local users must not read the logs, the config or the token, nor drive the lab.
-UMASK = 0o077
+UMASK = LAB_UMASK
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
@@ -176,6 +185,7 @@ class Daemon:
         linger_s: float | None = None,
         on_output: OutputCallback | None = None,
         token: str = "",
+        forkserver: Launched | None = None,
     ) -> None:
         self.config = config
         self.lab_dir = os.path.abspath(lab_dir)
@@ -187,11 +197,14 @@ class Daemon:
         self.started_at_ms = time.time_ns() // 1_000_000
         # Python services are forked from one pre-imported parent (runtime/supervisor/forked.py).
         commands = [resolve_command(spec.command, config.project_root) for spec in config.services.values()]
-        self.forkserver = (
-            ForkServer(self.lab_dir, config.project_root, python_modules(commands))
-            if forking_enabled()
-            else None
-        )
+        modules = python_modules(commands)
+        self.forkserver: ForkServer | None = None
+        if forking_enabled() and modules:
+            self.forkserver = ForkServer(self.lab_dir, config.project_root, modules, forkserver)
+        elif forkserver is not None:  # started early, but this lab has no python -m service
+            forkserver[1].close()
+            forkserver[0].kill()  # it may still be importing: no need to wait for that
+            forkserver[0].wait()
         self.manager = Manager(
             config, lab_dir=self.lab_dir, on_output=on_output, spawn=Spawner(self.forkserver)
         )

@@ -1,7 +1,8 @@
 """The daemon's side of the fork server: Python services forked from a pre-imported parent.
 
-    forkserver = ForkServer(lab_dir, project_root, ["runtime.services.broker", ...])
-    forkserver.start_soon()                       # first thing in the daemon: it preloads meanwhile
+    early = launch(lab_dir, project_root, server_env(lab_dir))   # before the daemon's own imports
+    forkserver = ForkServer(lab_dir, project_root, ["runtime.services.broker", ...], early)
+    forkserver.start_soon()                       # in the event loop: what to preload, then ready
     spawn = Spawner(forkserver)                   # the lifecycle's spawn function
     child = await spawn(argv, env, cwd)           # forked for `python -m M`, else exec'd
     ...
@@ -27,13 +28,14 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 
-from runtime.identity import ENV_FORKSERVER, ENV_LAB_DIR, ENV_PYTHONUNBUFFERED
+from runtime.identity import ENV_PYTHONUNBUFFERED
 from runtime.supervisor.child import Child, ChildReport
-from runtime.supervisor.forkserver import MAX_MESSAGE, module_of
+from runtime.supervisor.forkserver import MAX_MESSAGE, Launched, launch, module_of, server_env
 from runtime.supervisor.output import LINE_LIMIT
-from runtime.supervisor.process import SETPRIV, ChildWatch, signal_group, spawn_child
+from runtime.supervisor.process import ChildWatch, signal_group, spawn_child
 
 READY_TIMEOUT_S = 30.0  # preloading on a loaded machine; a server slower than this is not used
 CLOSE_TIMEOUT_S = 2.0
@@ -65,14 +67,21 @@ def _interpreter_env(env: dict[str, str]) -> dict[str, str]:
 class ForkServer:
     """One fork server process for the daemon: started once, restarted on the next spawn if gone."""
 
-    def __init__(self, lab_dir: str, project_root: str, modules: list[str]) -> None:
+    def __init__(
+        self,
+        lab_dir: str,
+        project_root: str,
+        modules: list[str],
+        launched: Launched | None = None,
+    ) -> None:
         self.lab_dir = lab_dir
         self.project_root = project_root
         self.modules = modules
         self.pid = 0
         self.on_started: list = []  # callbacks(pid): the daemon tells its group keeper
-        self._env = {**os.environ, ENV_LAB_DIR: lab_dir, ENV_PYTHONUNBUFFERED: "1"}
-        self._proc: asyncio.subprocess.Process | None = None
+        self._env = server_env(lab_dir)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._launched = launched  # started before the daemon's imports (runtime/supervisor/__main__.py)
         self._sock: socket.socket | None = None
         self._starting: asyncio.Task[None] | None = None
         self._next_id = 0
@@ -103,38 +112,18 @@ class ForkServer:
             raise ForkServerGone("the fork server is not running")
 
     async def _start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [
-            sys.executable,
-            "-m",
-            "runtime.supervisor.forkserver",
-            "--lab-dir",
-            self.lab_dir,
-            "--fd",
-            str(theirs.fileno()),
-            "--preload",
-            ",".join(self.modules),
-        ]
-        full = [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *full,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                cwd=self.project_root,
-                env=self._env,
-                start_new_session=True,
-                pass_fds=(theirs.fileno(),),
-            )
-        except OSError as exc:
-            ours.close()
-            _log.warning("fork server could not start (%s); services are exec'd", exc)
-            return
-        finally:
-            theirs.close()
+        launched, self._launched = self._launched, None
+        if launched is None:
+            try:
+                launched = launch(self.lab_dir, self.project_root, self._env)
+            except OSError as exc:
+                _log.warning("fork server could not start (%s); services are exec'd", exc)
+                return
+        proc, ours = launched
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
         try:
+            await loop.sock_sendall(ours, json.dumps({"op": "preload", "modules": self.modules}).encode())
             first = await asyncio.wait_for(loop.sock_recv(ours, MAX_MESSAGE), READY_TIMEOUT_S)
             hello = json.loads(first) if first else {}
         except (TimeoutError, OSError, ValueError):
@@ -143,7 +132,7 @@ class ForkServer:
             ours.close()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+            await asyncio.to_thread(proc.wait)
             _log.warning("fork server did not become ready; services are exec'd")
             return
         if hello.get("failed"):
@@ -193,6 +182,8 @@ class ForkServer:
         self._sock = None
         if not self._closed:
             _log.warning("fork server (pid %s) exited; the next Python service start restarts it", self.pid)
+        if self._proc is not None and not self._closed:  # reap it (it is our child) off the loop
+            asyncio.get_running_loop().run_in_executor(None, self._proc.wait)
         for future in self._spawns.values():
             if not future.done():
                 future.set_exception(ForkServerGone("the fork server exited"))
@@ -243,12 +234,15 @@ class ForkServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
         self._gone()
-        if self._proc is not None and self._proc.returncode is None:
+        if self._launched is not None:  # launched early, never started (e.g. no Python service)
+            self._launched[1].close()
+            self._proc, self._launched = self._launched[0], None
+        if self._proc is not None:
             try:
-                await asyncio.wait_for(self._proc.wait(), CLOSE_TIMEOUT_S)
-            except TimeoutError:
+                await asyncio.to_thread(self._proc.wait, CLOSE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
-                await self._proc.wait()
+                await asyncio.to_thread(self._proc.wait)
 
 
 async def _reader(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamReader:
@@ -302,8 +296,3 @@ class Spawner:
             except ForkServerGone as exc:
                 _log.warning("%s; exec'ing %s", exc, " ".join(argv[1:3]))
         return await spawn_child(argv, env, cwd)
-
-
-def forking_enabled(env: dict[str, str] | None = None) -> bool:
-    """False when ``LAB_FORKSERVER=0`` asks the daemon to exec every service."""
-    return (os.environ if env is None else env).get(ENV_FORKSERVER, "1") != "0"

@@ -1,13 +1,15 @@
 """The fork server: one pre-imported Python parent that forks the lab's Python services.
 
-    python -m runtime.supervisor.forkserver --lab-dir D --fd N --preload runtime.services.broker,...
+    proc, control = launch(lab_dir, project_root)     # the daemon, first thing (see __main__)
+    # -> python -m runtime.supervisor.forkserver --lab-dir D --fd N
 
 Every Python service used to pay for its own interpreter start and its own imports (grpc,
 protobuf, the agent, Connect: ~0.15-0.2 s of CPU each, ten times per lab start, again on every
-restart), and kept its own copy of all of it in memory. The daemon starts this process once;
-it imports what the services' ``__main__`` modules import, freezes the heap (``gc.freeze``, so
-reference counting and collections dirty fewer shared pages) and then forks one child per
-service. A child is still one process per service, in its own session, with its own pipes and
+restart), and kept its own copy of all of it in memory. The daemon starts this process once,
+before its own imports: it imports what every service needs (grpc, the agent, Connect) while the
+daemon imports and reads lab.yaml, then what the services' ``__main__`` modules import (the list
+comes from the daemon), freezes the heap (``gc.freeze``, so reference counting and collections
+dirty fewer shared pages) and then forks one child per service. A child is still one process per service, in its own session, with its own pipes and
 environment, running ``python -m <module>`` through :mod:`runpy`: what the service sees is the same
 as after an exec, only its imports are already done.
 
@@ -18,7 +20,8 @@ its control socket and SIGCHLD.
 Control socket (AF_UNIX SOCK_SEQPACKET, one JSON object per message, the daemon's side is
 ``runtime.supervisor.forked``):
 
-    daemon -> server   {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "..."}
+    daemon -> server   {"op": "preload", "modules": ["runtime.services.broker", ...]}   (first)
+                       {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "..."}
                        with two descriptors (SCM_RIGHTS): the child's stdout and stderr
     server -> daemon   {"op": "ready", "pid": P, "preloaded": [...], "failed": {module: error}}
                        {"op": "spawned", "id": 7, "pid": C}   or   {"op": "spawned", "id": 7, "error": "..."}
@@ -45,19 +48,24 @@ import json
 import os
 import runpy
 import selectors
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtime.identity import ENV_INSTANCE, ENV_PARENT_PID
+from runtime.identity import ENV_FORKSERVER, ENV_INSTANCE, ENV_LAB_DIR, ENV_PARENT_PID, ENV_PYTHONUNBUFFERED
 
 MAX_MESSAGE = 1 << 20  # one spawn request: argv + environment, far below this
 FDS_PER_SPAWN = 2  # stdout, stderr
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 ORPHAN_EXIT = 70  # the child found this server gone right after the fork (EX_SOFTWARE)
-ALWAYS_PRELOAD = ("grpc", "grpc.aio")
+# What every Python service imports, loaded before the daemon says which services there are.
+COMMON = ("grpc", "grpc.aio", "runtime.agent", "runtime.connect", "runtime.services.main")
+SETPRIV = shutil.which("setpriv")
 
 
 @dataclass(frozen=True)
@@ -99,14 +107,14 @@ def imports_of(module: str) -> list[str]:
     return names
 
 
-def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Import what each module's ``python -m`` run imports; (imported, {module: why it failed})."""
+def preload(modules: list[str], *, whole: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Import what each module's ``python -m`` run imports (``whole``: the modules themselves);
+    (imported, {module: why it failed})."""
     done: list[str] = []
     failed: dict[str, str] = {}
-    for name in [*ALWAYS_PRELOAD, *modules]:
+    for name in modules:
         try:
-            targets = [name] if name in ALWAYS_PRELOAD else imports_of(name)
-            for target in targets:
+            for target in [name] if whole else imports_of(name):
                 importlib.import_module(target)
         except Exception as exc:  # noqa: BLE001 - a module that fails here fails in its child, visibly
             failed[name] = f"{type(exc).__name__}: {exc}"
@@ -269,15 +277,70 @@ def run_child(plan: ChildPlan) -> None:
     runpy._run_module_as_main(plan.module, alter_argv=True)  # type: ignore[attr-defined]
 
 
+Launched = tuple[subprocess.Popen[bytes], socket.socket]
+"""A started fork server and the daemon's end of its control socket (:func:`launch`)."""
+
+
+def forking_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """False when ``LAB_FORKSERVER=0`` asks the daemon to exec every service."""
+    return (os.environ if env is None else env).get(ENV_FORKSERVER, "1") != "0"
+
+
+def server_env(lab_dir: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The fork server's environment: the daemon's, the lab dir (``/proc/PID/environ`` of every
+    forked child shows it: how tools find a lab's processes) and unbuffered streams."""
+    return {**(os.environ if env is None else env), ENV_LAB_DIR: lab_dir, ENV_PYTHONUNBUFFERED: "1"}
+
+
+def launch(
+    lab_dir: str, project_root: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start a fork server for ``lab_dir`` under ``setpriv --pdeathsig KILL`` in its own session;
+    returns it and the daemon's end of its control socket. Call it from the daemon's main thread
+    (the parent-death signal follows the thread that forked). OSError if it cannot start."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    argv = [
+        sys.executable,
+        "-m",
+        "runtime.supervisor.forkserver",
+        "--lab-dir",
+        lab_dir,
+        "--fd",
+        str(theirs.fileno()),
+    ]
+    try:
+        proc = subprocess.Popen(
+            [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            cwd=project_root,
+            env=env,
+            start_new_session=True,
+            pass_fds=(theirs.fileno(),),
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, ours
+
+
 def main(argv: list[str] | None = None) -> int:
     """Preload, tell the daemon we are ready, serve; in a forked child, run its service."""
     parser = argparse.ArgumentParser(prog="python -m runtime.supervisor.forkserver")
     parser.add_argument("--lab-dir", required=True, help="the lab this server belongs to (for ps)")
     parser.add_argument("--fd", type=int, required=True, help="the control socket's descriptor")
-    parser.add_argument("--preload", default="", help="comma-separated modules run with python -m")
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.fd)
-    loaded, failed = preload([m for m in args.preload.split(",") if m])
+    _, failed = preload(list(COMMON), whole=True)
+    first = control.recv(MAX_MESSAGE)
+    if not first:  # the daemon went (a locked lab, a bad lab.yaml) before it needed us
+        return 0
+    request = json.loads(first)
+    modules = [str(m) for m in request.get("modules", [])] if request.get("op") == "preload" else []
+    loaded, more_failed = preload(modules)
+    failed.update(more_failed)
     gc.collect()
     gc.freeze()  # what is imported now stays shared with every child
     server = Server(control)
