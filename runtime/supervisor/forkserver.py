@@ -104,7 +104,16 @@ def imports_of(module: str) -> list[str]:
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
+            # `from pkg import sub` may name a submodule (calculator_pb2_grpc): import it too.
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
     return names
+
+
+def _is_attribute(target: str) -> bool:
+    # "pkg.name" from `from pkg import name`: already there (a function, a class, a submodule
+    # pkg imported itself); anything else must be a submodule, imported as such.
+    parent, _, attr = target.rpartition(".")
+    return bool(parent) and hasattr(sys.modules.get(parent), attr)
 
 
 def preload(modules: list[str], *, whole: bool = False) -> tuple[list[str], dict[str, str]]:
@@ -115,7 +124,8 @@ def preload(modules: list[str], *, whole: bool = False) -> tuple[list[str], dict
     for name in modules:
         try:
             for target in [name] if whole else imports_of(name):
-                importlib.import_module(target)
+                if target not in sys.modules and not _is_attribute(target):
+                    importlib.import_module(target)
         except Exception as exc:  # noqa: BLE001 - a module that fails here fails in its child, visibly
             failed[name] = f"{type(exc).__name__}: {exc}"
             continue
