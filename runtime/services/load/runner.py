@@ -54,6 +54,10 @@ METRICS_QUEUE = 64  # a slow reader of the metrics stream loses the oldest ones
 BURST = 64
 # The dispatcher never sleeps longer than this, so stop() is quick even at 1 rps.
 MAX_SLEEP_S = 0.05
+# ... nor shorter than this: asyncio's default loop waits at least 1 ms anyway (epoll's timeout is
+# in whole ms, rounded up), but uvloop (runtime/services/main.py) turns a sleep under 0.5 ms into
+# "at once", and the dispatcher would spin between two sends (36 000 loop turns a second).
+MIN_SLEEP_S = 0.001
 # stop(): calls in flight get this long to finish, then they are cancelled (counted CANCELLED).
 STOP_DRAIN_S = 0.5
 NO_INSTANCE = "UNAVAILABLE"
@@ -179,7 +183,7 @@ class LoadRun:
             now = clock()
             if due > now:
                 burst = 0
-                await asyncio.sleep(min(due - now, MAX_SLEEP_S))
+                await asyncio.sleep(min(max(due - now, MIN_SLEEP_S), MAX_SLEEP_S))
                 continue
             if now - due >= plan.timeout_s:
                 rec.expired(now - due)  # its deadline passed before a slot was free
