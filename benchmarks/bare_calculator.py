@@ -1,6 +1,7 @@
 """The calculator's servicer on a bare grpc.aio server: no agent, no token, no log shipping.
 
     .venv/bin/python benchmarks/bare_calculator.py     # prints "READY port=N", serves until SIGTERM
+    LAB_EVENT_LOOP=asyncio .venv/bin/python benchmarks/bare_calculator.py   # on asyncio's own loop
 
 The reference of bench_full_lab.py's "agent cost" row: the same ``Calculator`` class the lab runs
 (calculator/server.py), so the only difference ghz sees is what the agent adds per call
@@ -21,6 +22,7 @@ import grpc  # noqa: E402
 from calculator.server import Calculator  # noqa: E402
 from calculator.v1 import calculator_pb2_grpc  # noqa: E402
 from runtime.identity import Identity, ready_line  # noqa: E402
+from runtime.services.main import run  # noqa: E402
 
 
 async def main() -> None:
@@ -39,4 +41,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)  # the services' event loop: uvloop, or asyncio's with LAB_EVENT_LOOP=asyncio

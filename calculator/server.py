@@ -7,7 +7,6 @@ INVALID_ARGUMENT "division by zero" and logs a warning.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
@@ -18,6 +17,7 @@ from calculator.settings import Settings
 from calculator.v1 import calculator_pb2, calculator_pb2_grpc
 from runtime.agent import Agent
 from runtime.identity import Identity
+from runtime.services.main import run
 
 log = logging.getLogger("calculator.server")
 
@@ -87,4 +87,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)  # the event loop every Python service runs on (runtime/services/main.py)
