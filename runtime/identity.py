@@ -23,6 +23,8 @@ The supervisor gives every child these variables (``Identity.from_env`` reads th
 ``LAB_STORE``               broker/config/state store: ``local``, ``etcd`` or ``etcd:HOST:PORT,...``
                             (lab.yaml ``store:``; read by runtime/client/etcd.py)
 ``PYTHONUNBUFFERED``        ``1`` for Python children
+``LAB_NICE``                lab.yaml's ``nice`` when set: the child already runs that much nicer
+                            (the supervisor applies it; the child only sees it)
 ==========================  ==========================================================
 
 A child binds 127.0.0.1, then prints exactly one line ``READY port=N`` on stdout; the supervisor
@@ -126,6 +128,7 @@ ENV_PORT = "LAB_PORT"
 ENV_PORT_STRICT = "LAB_PORT_STRICT"
 ENV_LANGUAGE = "LAB_LANGUAGE"
 ENV_PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
+ENV_NICE = "LAB_NICE"  # lab.yaml's nice: the spawner lowers the child's CPU priority by this much
 ENV_STORE = "LAB_STORE"  # the broker/config/state store (runtime/client/etcd.py reads it)
 
 # -- tuning, one process kind each (see the tuning table above) --

@@ -150,3 +150,31 @@ def test_lab_forkserver_0_execs_every_service(lab, monkeypatch: pytest.MonkeyPat
     assert not forkservers(d)
     assert d.proc is not None and psutil.Process(info.pid).ppid() == d.proc.pid
     assert psutil.Process(info.pid).cmdline()[-2:] == ["-m", "app"]
+
+
+def thread_nice(pid: int) -> set[int]:
+    """The nice value of every thread of ``pid`` (Linux keeps it per thread)."""
+    values = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as fh:
+            values.add(int(fh.read().rsplit(")", 1)[1].split()[16]))  # field 19: nice
+    return values
+
+
+def test_nice_lowers_forked_and_exec_d_services_with_all_their_threads(lab) -> None:
+    d = lab(
+        {
+            "app": {**app(), "nice": 7},
+            "script": {"command": ["python", CHILD], **FAST, "nice": 7},
+            "plain": app(),
+        }
+    )
+    forked = d.wait_state("app-1", pb.PROCESS_STATE_RUNNING)
+    exec_d = d.wait_state("script-1", pb.PROCESS_STATE_RUNNING)
+    plain = d.wait_state("plain-1", pb.PROCESS_STATE_RUNNING)
+    assert psutil.Process(forked.pid).ppid() != d.proc.pid and psutil.Process(exec_d.pid).ppid() == d.proc.pid
+    # grpc's threads start after the nice value is set, and inherit it.
+    assert len(os.listdir(f"/proc/{forked.pid}/task")) > 1
+    assert thread_nice(forked.pid) == {7} and thread_nice(exec_d.pid) == {7}
+    assert thread_nice(plain.pid) == {0}
+    assert psutil.Process(exec_d.pid).cmdline()[:2] == [sys.executable, CHILD], "nice(1) exec'd itself away"

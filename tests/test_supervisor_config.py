@@ -69,6 +69,16 @@ def test_defaults_apply() -> None:
         ),
         ({"services": {"a": {"command": ["x"], "backoff_factor": 0.5}}}, "services.a.backoff_factor", ">= 1"),
         (
+            {"services": {"a": {"command": ["x"], "nice": -5}}},
+            "services.a.nice",
+            "-5 is not allowed; use an integer 0..19",
+        ),
+        (
+            {"services": {"a": {"command": ["x"], "nice": 20}}},
+            "services.a.nice",
+            "20 is not allowed; use an integer 0..19",
+        ),
+        (
             {"services": {"a": {"command": ["x"], "start_limit": {"starts": 0}}}},
             "services.a.start_limit.starts",
             "integer >= 1",

@@ -160,6 +160,9 @@ class ServiceSpec(Section):
     health_check: StrictBool = Field(default=True, description="true or false")
     stop_grace_s: Number = Field(default=3.0, ge=0, description="a number of seconds >= 0")
     sticky_port: StrictBool = Field(default=False, description="true or false")
+    nice: StrictInt = Field(
+        default=0, ge=0, le=19, description="an integer 0..19 (higher: a smaller share of a busy CPU)"
+    )
     depends_on: dict[StrictStr, Annotated[StrictStr, AfterValidator(_condition)]] = Field(
         default_factory=dict, description="a mapping {service: started|ready|healthy}"
     )

@@ -56,7 +56,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtime.identity import ENV_FORKSERVER, ENV_INSTANCE, ENV_LAB_DIR, ENV_PARENT_PID, ENV_PYTHONUNBUFFERED
+from runtime.identity import (
+    ENV_FORKSERVER,
+    ENV_INSTANCE,
+    ENV_LAB_DIR,
+    ENV_NICE,
+    ENV_PARENT_PID,
+    ENV_PYTHONUNBUFFERED,
+)
 
 MAX_MESSAGE = 1 << 20  # one spawn request: argv + environment, far below this
 FDS_PER_SPAWN = 2  # stdout, stderr
@@ -239,6 +246,8 @@ class Server:
         for fd in (null, *fds):
             os.close(fd)
         os.chdir(cwd)
+        if env.get(ENV_NICE, "").isdigit():  # lab.yaml's nice, before any thread exists (threads inherit it)
+            os.nice(int(env[ENV_NICE]))
         env[ENV_PARENT_PID] = str(self.pid)
         os.environ.clear()
         os.environ.update(env)

@@ -238,6 +238,8 @@ class Lifecycle:
             inst.port = free_port()
         if spec.sticky_port and inst.port:
             extra = {ident.ENV_PORT: str(inst.port), ident.ENV_PORT_STRICT: "1", **extra}
+        if spec.nice:  # the spawner (fork or exec) starts it that much nicer
+            extra = {ident.ENV_NICE: str(spec.nice), **extra}
         env = self.child_env(spec.name, inst.instance_id, spec.language, extra)
         try:
             child = await self._spawn_child(argv, env, root)
