@@ -7,7 +7,7 @@
 language    tools                            builds
 ==========  ===============================  ==============================================
 python      the running interpreter          nothing (``python -m calculator.client``)
-typescript  node, npm                        ``npm ci`` + ``tsc`` -> calculator/node/dist/
+typescript  node, npm                        ``npm ci`` + ``tsc`` (types) + esbuild -> node/dist/
 rust        cargo (protoc comes in a crate)  ``cargo build --release`` -> target/release/
 cpp         cmake, c++, pkg-config, protoc,  ``cmake`` + build -> calculator/cpp/build/
             grpc_cpp_plugin, grpc++ (.pc)
@@ -124,7 +124,10 @@ def _protos() -> list[Path]:
 
 def _node_inputs() -> list[Path]:
     return [
-        *_files(NODE_DIR, ["src/**/*.ts", "tsconfig.json", "package.json", "package-lock.json"]),
+        *_files(
+            NODE_DIR,
+            ["src/**/*.ts", "scripts/bundle.mjs", "tsconfig.json", "package.json", "package-lock.json"],
+        ),
         *_protos(),
     ]
 
@@ -135,7 +138,8 @@ def _node_steps() -> list[tuple[list[str], Path]]:
     lock = NODE_DIR / "package-lock.json"
     if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
         steps.append((["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], NODE_DIR))
-    steps.append(([str(NODE_DIR / "node_modules" / ".bin" / "tsc"), "-p", "."], NODE_DIR))
+    steps.append(([str(NODE_DIR / "node_modules" / ".bin" / "tsc"), "-p", "."], NODE_DIR))  # type check
+    steps.append((["node", "scripts/bundle.mjs"], NODE_DIR))  # one file each: dist/server.js, client.js
     return steps
 
 
