@@ -18,8 +18,28 @@ export function labHeaders(correlationId?: string): Interceptor {
   };
 }
 
-/** A gRPC transport to `127.0.0.1:PORT` (h2c). */
+// The agent's transports, one per address: its lookups, registration, health pushes, config and
+// fault streams share one HTTP/2 connection per peer (they used to open one each, and every
+// lookup a new one) instead of a handshake each. Bounded: peers that moved leave the oldest out.
+const SHARED_MAX = 16;
+const shared = new Map<string, Transport>();
+
+/**
+ * A gRPC transport to `127.0.0.1:PORT` (h2c). Without a correlation id it is the process's shared
+ * transport for that address; with one (a job's calls) it is a new transport carrying that id.
+ */
 export function grpcTransport(address: string, correlationId?: string): Transport {
+  if (correlationId !== undefined) return newTransport(address, correlationId);
+  let transport = shared.get(address);
+  if (!transport) {
+    if (shared.size >= SHARED_MAX) shared.delete(shared.keys().next().value as string);
+    transport = newTransport(address);
+    shared.set(address, transport);
+  }
+  return transport;
+}
+
+function newTransport(address: string, correlationId?: string): Transport {
   return createGrpcTransport({
     baseUrl: `http://${address}`,
     interceptors: [labHeaders(correlationId)],
