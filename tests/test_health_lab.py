@@ -118,8 +118,14 @@ def test_health_service_restart_rebuilds_states(lab: Lab):
     wait_until(lambda: all_healthy(lab, instances | {"health-1"}), WAIT_S, "every instance HEALTHY")
     old = lab.kill("health")
     wait_until(lambda: all_healthy(lab, instances), WAIT_S, "states rebuilt after the health service restart")
-    status = lab.status()
-    assert (status.state == "RUNNING").all(), status
+
+    # The new health service answers as soon as it serves: the supervisor may still be confirming
+    # its READY line with a health check (STARTING) for a moment.
+    def all_running():
+        status = lab.status()
+        return (status,) if (status.state == "RUNNING").all() else None
+
+    (status,) = wait_until(all_running, WAIT_S, "every process RUNNING")
     assert int(status[status.instance == "health-1"].pid.iloc[0]) != old["pid"]
     # Nothing else restarted.
     assert set(status[status.restarts > 0].instance) == {"health-1"}
