@@ -8,9 +8,7 @@
 //   MEMORY_LEAK   memory_mb MiB allocated and written (RSS grows), at most MAX_MEMORY_MB in all;
 //                 released (and collected) when the fault goes
 //   CRASH         not here: the chaos service asks the supervisor to SIGKILL the instance
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FaultType, type ActiveFault, type FaultConfig } from "../gen/runtime/v1/chaos_pb";
 import type { JsonLog } from "../jsonlog";
@@ -47,11 +45,13 @@ function paramsText(cfg: FaultConfig): string {
 
 // Released memory goes back to the OS only once V8 collects the buffers: ask for a collection
 // when a leak ends instead of waiting for heap pressure that an idle calculator never builds.
+// node:v8, node:vm and node:worker_threads are loaded on the first such fault, not at start-up
+// (~6 ms CPU of every start for what most instances never use).
 let collect: (() => void) | undefined;
 function collectGarbage(): void {
   if (!collect) {
-    setFlagsFromString("--expose-gc");
-    collect = runInNewContext("gc") as () => void;
+    (require("node:v8") as typeof import("node:v8")).setFlagsFromString("--expose-gc");
+    collect = (require("node:vm") as typeof import("node:vm")).runInNewContext("gc") as () => void;
   }
   collect();
 }
@@ -60,6 +60,7 @@ function collectGarbage(): void {
 class CpuHog {
   readonly workers: Worker[];
   constructor(n: number) {
+    const { Worker } = require("node:worker_threads") as typeof import("node:worker_threads");
     this.workers = Array.from({ length: n }, () => {
       const w = new Worker("let x = 0; for (;;) { x++; }", { eval: true });
       w.unref();
