@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 from runtime.identity import ENV_PYTHONUNBUFFERED
 from runtime.supervisor.child import Child, ChildReport
@@ -78,7 +79,7 @@ class ForkServer:
         self.project_root = project_root
         self.modules = modules
         self.pid = 0
-        self.on_started: list = []  # callbacks(pid): the daemon tells its group keeper
+        self.on_started: list[Callable[[int], None]] = []  # called with its pid: the group keeper
         self._env = server_env(lab_dir)
         self._proc: subprocess.Popen[bytes] | None = None
         self._launched = launched  # started before the daemon's imports (runtime/supervisor/__main__.py)
