@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, lab_dir, early)
     finally:
         if early is not None:  # not taken by a daemon (bad lab.yaml, locked lab): it goes now
-            early[1].close()
-            early[0].kill()
-            early[0].wait()
+            forkserver.discard(early)
 
 
 def _run(args: argparse.Namespace, lab_dir: str, early: forkserver.Launched | None) -> int:

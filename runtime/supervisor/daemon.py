@@ -42,7 +42,6 @@ from runtime.client.auth import server_interceptor, token_path
 from runtime.identity import (
     ENV_TOKEN,
     INFO_FILE,
-    LAB_UMASK,
     LOCK_FILE,
     LOOPBACK,
     SUPERVISOR_GRPC_SERVICE,
@@ -51,7 +50,7 @@ from runtime.identity import (
 from runtime.supervisor import bytecode
 from runtime.supervisor.config import LabConfig, resolve_command
 from runtime.supervisor.forked import ForkServer, Spawner, python_modules
-from runtime.supervisor.forkserver import Launched, forking_enabled
+from runtime.supervisor.forkserver import Launched, discard, forking_enabled
 from runtime.supervisor.jobs import JobRunner
 from runtime.supervisor.keeper import GroupKeeper
 from runtime.supervisor.leases import LeaseTable
@@ -74,8 +73,8 @@ LEASE_SWEEP_S = 0.2
 # unreadable wait for the lock holder (runtime/lab/launcher.py HOLDER_WAIT_S) and then attach.
 INFO_CHECK_S = 1.0
 SERVER_STOP_GRACE_S = 1.0
-# Owner only: other local users must not read the logs, the config or the token, nor drive the lab.
-UMASK = LAB_UMASK
+# Owner only: other local users must not read the logs, the config or the token, nor drive the lab
+# (with runtime.identity.LAB_UMASK, which __main__ sets before anything starts).
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
@@ -202,9 +201,7 @@ class Daemon:
         if forking_enabled() and modules:
             self.forkserver = ForkServer(self.lab_dir, config.project_root, modules, forkserver)
         elif forkserver is not None:  # started early, but this lab has no python -m service
-            forkserver[1].close()
-            forkserver[0].kill()  # it may still be importing: no need to wait for that
-            forkserver[0].wait()
+            discard(forkserver)
         self.manager = Manager(
             config, lab_dir=self.lab_dir, on_output=on_output, spawn=Spawner(self.forkserver)
         )

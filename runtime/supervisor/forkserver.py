@@ -305,15 +305,26 @@ def forking_enabled(env: Mapping[str, str] | None = None) -> bool:
     return (os.environ if env is None else env).get(ENV_FORKSERVER, "1") != "0"
 
 
-def server_env(lab_dir: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def server_env(lab_dir: str) -> dict[str, str]:
     """The fork server's environment: the daemon's, the lab dir (``/proc/PID/environ`` of every
     forked child shows it: how tools find a lab's processes) and unbuffered streams."""
-    return {**(os.environ if env is None else env), ENV_LAB_DIR: lab_dir, ENV_PYTHONUNBUFFERED: "1"}
+    return {**os.environ, ENV_LAB_DIR: lab_dir, ENV_PYTHONUNBUFFERED: "1"}
 
 
-def launch(
-    lab_dir: str, project_root: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], socket.socket]:
+def with_parent_death(argv: list[str]) -> list[str]:
+    """``argv`` under ``setpriv --pdeathsig KILL`` (when setpriv exists): the kernel SIGKILLs the
+    process when the thread that started it dies. The one way the daemon starts any child."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
+def discard(launched: Launched) -> None:
+    """Stop a fork server nobody will use (it may still be importing: killed, not asked)."""
+    launched[1].close()
+    launched[0].kill()
+    launched[0].wait()
+
+
+def launch(lab_dir: str, project_root: str, env: dict[str, str]) -> Launched:
     """Start a fork server for ``lab_dir`` under ``setpriv --pdeathsig KILL`` in its own session;
     returns it and the daemon's end of its control socket. Call it from the daemon's main thread
     (the parent-death signal follows the thread that forked). OSError if it cannot start."""
@@ -329,7 +340,7 @@ def launch(
     ]
     try:
         proc = subprocess.Popen(
-            [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv,
+            with_parent_death(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             cwd=project_root,

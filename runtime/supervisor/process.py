@@ -24,10 +24,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runtime.identity import ENV_NICE, LOOPBACK, parse_ready_http, parse_ready_line
 from runtime.supervisor.child import ChildReport
+from runtime.supervisor.forkserver import with_parent_death
 from runtime.supervisor.instance import Desired, Instance
 from runtime.supervisor.output import LINE_LIMIT, read_lines
 
-SETPRIV = shutil.which("setpriv")
 NICE = shutil.which("nice")
 HEALTH_RPC_TIMEOUT_S = 0.5
 HEALTH_RETRY_S = 0.05
@@ -76,9 +76,8 @@ async def spawn(argv: list[str], *, env: dict[str, str], cwd: str) -> asyncio.su
     """Start ``argv`` in its own session with the parent-death signal armed (main thread only)."""
     if env.get(ENV_NICE) and NICE:  # lab.yaml's nice: exec'd through nice(1), under setpriv
         argv = [NICE, "-n", env[ENV_NICE], *argv]
-    full = [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
     return await asyncio.create_subprocess_exec(
-        *full,
+        *with_parent_death(argv),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
