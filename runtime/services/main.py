@@ -20,7 +20,7 @@ e.g. to rule uvloop out when a service misbehaves. Only service processes choose
 a notebook kernel owns its loop and never calls ``run``, and no event loop policy is installed.
 
 uvloop's timers count whole milliseconds: a sleep under 0.5 ms returns at once (see the load
-generator's MIN_SLEEP_S).
+generator's MIN_SLEEP_S in runtime/services/load/schedule.py).
 """
 
 from __future__ import annotations

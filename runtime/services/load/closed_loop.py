@@ -23,13 +23,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from runtime.services.load.schedule import MAX_SLEEP_S, nap
+
 if TYPE_CHECKING:
     from runtime.services.load.runner import LoadRun
 
-# A waiting worker looks at stop() at least this often (like the open-loop dispatcher).
-MAX_SLEEP_S = 0.05
-# ... and sleeps at least 1 ms: under uvloop a shorter sleep returns at once (see runner.py).
-MIN_SLEEP_S = 0.001
 NO_INSTANCE = "UNAVAILABLE"
 
 
@@ -101,7 +99,7 @@ class ClosedLoop:
                 return
             i, slot = taken
             while (wait := slot - clock()) > 0:
-                await asyncio.sleep(min(max(wait, MIN_SLEEP_S), MAX_SLEEP_S))
+                await nap(wait)
                 if run._stopping:
                     return
             member = run._pick()

@@ -40,7 +40,7 @@ from runtime.client.rotation import Member
 from runtime.identity import LOOPBACK
 from runtime.services.load.closed_loop import ClosedLoop
 from runtime.services.load.histogram import LoadRecorder
-from runtime.services.load.schedule import LoadPlan, Schedule
+from runtime.services.load.schedule import LoadPlan, Schedule, nap
 from runtime.services.load.targets import TargetMethod
 from runtime.v1 import load_pb2
 
@@ -52,12 +52,6 @@ PARTIAL_MIN_S = METRICS_INTERVAL_S / 2  # a last partial interval shorter than t
 METRICS_QUEUE = 64  # a slow reader of the metrics stream loses the oldest ones
 # Give the loop a turn after this many sends in one burst (a backlog must not starve replies).
 BURST = 64
-# The dispatcher never sleeps longer than this, so stop() is quick even at 1 rps.
-MAX_SLEEP_S = 0.05
-# ... nor shorter than this: asyncio's default loop waits at least 1 ms anyway (epoll's timeout is
-# in whole ms, rounded up), but uvloop (runtime/services/main.py) turns a sleep under 0.5 ms into
-# "at once", and the dispatcher would spin between two sends (36 000 loop turns a second).
-MIN_SLEEP_S = 0.001
 # stop(): calls in flight get this long to finish, then they are cancelled (counted CANCELLED).
 STOP_DRAIN_S = 0.5
 NO_INSTANCE = "UNAVAILABLE"
@@ -183,7 +177,7 @@ class LoadRun:
             now = clock()
             if due > now:
                 burst = 0
-                await asyncio.sleep(min(max(due - now, MIN_SLEEP_S), MAX_SLEEP_S))
+                await nap(due - now)
                 continue
             if now - due >= plan.timeout_s:
                 rec.expired(now - due)  # its deadline passed before a slot was free

@@ -18,12 +18,27 @@ Every number is bounded; a bad value raises ``PlanError`` with a message naming 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import dataclass
 
 from runtime.services.load.settings import DEFAULT_SETTINGS, LoadSettings
 from runtime.v1 import load_pb2
+
+# Waiting for a send that is due later, the open-loop dispatcher and a closed-loop worker sleep
+# at most MAX_SLEEP_S (so stop() is quick even at 1 rps) and at least MIN_SLEEP_S: asyncio's
+# default loop waits at least 1 ms anyway (epoll's timeout is in whole ms, rounded up), but uvloop
+# (runtime/services/main.py) turns a sleep under 0.5 ms into "at once", and the dispatcher would
+# spin between two sends (36 000 loop turns a second).
+MAX_SLEEP_S = 0.05
+MIN_SLEEP_S = 0.001
+
+
+async def nap(wait_s: float) -> None:
+    """Sleep toward a send due in ``wait_s`` seconds (bounded as above); the caller looks again."""
+    await asyncio.sleep(min(max(wait_s, MIN_SLEEP_S), MAX_SLEEP_S))
+
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_PREFIX_CHARS = 64
