@@ -62,26 +62,30 @@ class ResetReport:
         ['faults cleared: 2', 'load tests stopped: 0', 'config keys deleted: 0', 'instances thawed: 0', \
 'scaled back: calculator 3 -> 2', 'started again: calculator-1']
         """
-        scaled = ", ".join(f"{s} {a} -> {b}" for s, (a, b) in self.scaled.items()) or "none"
         lines = [
             f"faults cleared: {self.faults_cleared}",
             f"load tests stopped: {self.load_tests_stopped}",
             f"config keys deleted: {self.config_keys_deleted}",
             f"instances thawed: {self.thawed}",
-            f"scaled back: {scaled}",
-            f"started again: {', '.join(self.started) or 'none'}",
+            f"scaled back: {self._scaled(' -> ')}",
+            f"started again: {self._started()}",
         ]
         if self.skipped:
             lines.append(f"skipped: {', '.join(self.skipped)}")
         return lines
 
     def __str__(self) -> str:
-        scaled = ", ".join(f"{s} {a}->{b}" for s, (a, b) in self.scaled.items()) or "none"
-        started = ", ".join(self.started) or "none"
         return (
             f"reset: {self.faults_cleared} faults cleared, {self.load_tests_stopped} load tests stopped, "
-            f"{self.config_keys_deleted} config keys deleted, scaled: {scaled}, started again: {started}"
+            f"{self.config_keys_deleted} config keys deleted, scaled: {self._scaled('->')}, "
+            f"started again: {self._started()}"
         )
+
+    def _scaled(self, arrow: str) -> str:
+        return ", ".join(f"{s} {a}{arrow}{b}" for s, (a, b) in self.scaled.items()) or "none"
+
+    def _started(self) -> str:
+        return ", ".join(self.started) or "none"
 
 
 def lab_file_instances(config_path: str | Path) -> dict[str, int]:
