@@ -26,10 +26,10 @@ def test_one_round_sums_the_whole_tree_and_drops_what_died() -> None:
         sampler = TreeSampler()
         sampler.begin_round()
         assert sorted(sampler._descendants(child.pid)) == [grandchild]
-        cpu, rss = sampler.sample(child.pid)
+        _, rss = sampler.sample(child.pid)
         sampler.end_round()
         expected = sum(psutil.Process(p).memory_info().rss for p in (child.pid, grandchild)) / 2**20
-        assert cpu >= 0.0 and abs(rss - expected) < 0.1 * expected, (rss, expected)
+        assert abs(rss - expected) < 0.1 * expected, (rss, expected)
         victim = psutil.Process(grandchild)
         victim.kill()
         # Not our child: it stays a zombie of its parent (which never reaps it), with no memory.
